@@ -1,0 +1,179 @@
+"""One LightningModule for the paper's three models: tensors in, ratings out.
+
+The variants differ only in how the title embedding starts and whether it trains:
+``deep`` (random, trained), ``glove`` (GloVe, frozen), ``finetuned_glove`` (GloVe, trained).
+Inputs are independent "towers" concatenated before the MLP head, so later inputs (metadata
+vectors, user ids) add a tower instead of changing the existing ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+
+# Index 0 of the title input is padding: the datamodule pads titles with it.
+PADDING_INDEX = 0
+TITLE_INITS = ("random", "glove")
+KERAS_EMBEDDING_RANGE = 0.05  # Keras' default uniform init, as in the paper's code
+
+
+def regression_metrics(prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False), "r2": R2Score()},
+        prefix=prefix,
+    )
+
+
+def title_embedding(
+    vocab_size: int,
+    dim: int,
+    init: str,
+    trainable: bool,
+    vectors: torch.Tensor | np.ndarray | None,
+) -> nn.Embedding:
+    if init not in TITLE_INITS:
+        raise ValueError(f"model.title_init must be one of {list(TITLE_INITS)}, got {init!r}")
+    if init == "glove":
+        if vectors is None:
+            raise ValueError(
+                "model.title_init=glove needs title_vectors (the run builds them from GloVe)"
+            )
+        vectors = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+        if vectors.shape[1] != dim:
+            raise ValueError(
+                f"the GloVe vectors are {vectors.shape[1]}-d but model.title_dim={dim}: "
+                f"set model.title_dim={vectors.shape[1]} or use vectors of that size"
+            )
+        if vectors.shape[0] != vocab_size:
+            raise ValueError(
+                f"title_vectors has {vectors.shape[0]} rows, vocabulary has {vocab_size}"
+            )
+        return nn.Embedding.from_pretrained(
+            vectors.clone(), freeze=not trainable, padding_idx=PADDING_INDEX
+        )
+    embedding = nn.Embedding(vocab_size, dim, padding_idx=PADDING_INDEX)
+    nn.init.uniform_(embedding.weight, -KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE)
+    with torch.no_grad():
+        embedding.weight[PADDING_INDEX].zero_()
+    embedding.weight.requires_grad_(trainable)
+    return embedding
+
+
+def parameter_counts(module: nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+class RatingRegressor(L.LightningModule):
+    """Movie-id and title embeddings, flattened and concatenated, then Dense-ReLU-Dropout layers.
+
+    Predictions are ``target_mean + target_std * head(x)``: the head starts near the training
+    mean, so an undertrained model is no worse than the mean predictor.
+    """
+
+    def __init__(
+        self,
+        n_movie_ids: int,
+        vocab_size: int,
+        title_length: int,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+        id_dim: int = 50,
+        title_dim: int = 50,
+        title_init: str = "random",
+        title_trainable: bool = True,
+        title_vectors: torch.Tensor | np.ndarray | None = None,
+        hidden_sizes: Sequence[int] = (128, 64),
+        dropout: float = 0.3,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        hidden_sizes = [int(h) for h in hidden_sizes]
+        self.save_hyperparameters(ignore=["title_vectors"])
+        self.hparams.hidden_sizes = hidden_sizes
+
+        self.movie_embedding = nn.Embedding(n_movie_ids, id_dim) if id_dim > 0 else None
+        if self.movie_embedding is not None:
+            nn.init.uniform_(
+                self.movie_embedding.weight, -KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE
+            )
+        self.title_embedding = title_embedding(
+            vocab_size, title_dim, title_init, title_trainable, title_vectors
+        )
+        layers: list[nn.Module] = []
+        width = id_dim + title_dim * title_length
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.head = nn.Sequential(*layers)
+        for layer in self.head:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)  # Keras' glorot_uniform
+                nn.init.zeros_(layer.bias)
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+        self.val_metrics = regression_metrics("val/")
+        self.test_metrics = regression_metrics("test/")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.title_embedding(batch["title"]).flatten(1)]
+        if self.movie_embedding is not None:
+            parts.insert(0, self.movie_embedding(batch["movie_id"]))
+        out = self.head(torch.cat(parts, dim=1)).squeeze(-1)
+        return self.target_mean + self.target_std * out
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(3, device=self.device)  # squared error, abs error, count
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        pred = self(batch)
+        loss = F.mse_loss(pred, batch["rating"])
+        # Epoch sums instead of per-step self.log / metric calls, which cost more than the step.
+        with torch.no_grad():
+            error = pred - batch["rating"]
+            self._train_sums += torch.stack(
+                [error.square().sum(), error.abs().sum(), error.new_tensor(len(error))]
+            )
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        squared, absolute, count = self.all_gather(self._train_sums).reshape(-1, 3).sum(0)
+        self.log("train/loss", squared / count, prog_bar=True)
+        self.log("train/mae", absolute / count)
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection):
+        pred = self(batch)
+        loss = F.mse_loss(pred, batch["rating"])
+        metrics.update(pred, batch["rating"])
+        size = len(pred)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
+        self.log_dict(metrics, prog_bar=stage == "val", batch_size=size)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        # The fused kernel is 4-5x faster than the default on these small CPU steps.
+        fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(
+            params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused
+        )

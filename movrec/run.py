@@ -1,0 +1,158 @@
+"""Wire a composed config into datamodule, module and trainer; fit, test, write ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from movrec.callbacks import EpochTimer
+from movrec.data.datamodule import TmdbDataModule
+from movrec.models.regressor import parameter_counts, regression_metrics
+
+log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("mae", "rmse", "r2")
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Every entry of a config group that has a ``_target_`` (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def hydra_context() -> dict[str, Any]:
+    """Group choices and overrides of the running Hydra job; empty outside one."""
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    return {
+        "choices": {
+            k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")
+        },
+        "overrides": list(hydra_cfg.overrides.task),
+    }
+
+
+def build_datamodule(cfg: DictConfig) -> TmdbDataModule:
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    summary = datamodule.summary()
+    log.info("data: %s rows %s", summary["sources"], summary["rows"])
+    log.info("cleaning (%s):\n%s", summary["sources"]["movies"], datamodule.report.table())
+    return datamodule
+
+
+def build_model(
+    cfg: DictConfig, datamodule: TmdbDataModule
+) -> tuple[L.LightningModule, dict | None]:
+    """The module, with the GloVe matrix for the fitted vocabulary when the config asks for it."""
+    vectors, glove = None, None
+    if cfg.model.get("title_init") == "glove":
+        start = time.perf_counter()
+        word_vectors = instantiate(cfg.glove.source).load()
+        vectors, coverage = datamodule.title_embedding(
+            word_vectors, oov_init=cfg.glove.oov_init, seed=cfg.get("seed") or 0
+        )
+        glove = {
+            "source": word_vectors.source,
+            "dim": word_vectors.dim,
+            "coverage": coverage,
+            "seconds": time.perf_counter() - start,
+        }
+        log.info(
+            "GloVe %s: %d-d, %.1f%% of %d vocabulary words found (%.2f s)",
+            word_vectors.source, word_vectors.dim, 100 * coverage,
+            len(vectors) - 2, glove["seconds"],
+        )  # fmt: skip
+    model = instantiate(
+        cfg.model, **datamodule.model_sizes(), title_vectors=vectors, _convert_="all"
+    )
+    return model, glove
+
+
+def mean_baseline(datamodule: TmdbDataModule) -> dict[str, float]:
+    """Test metrics of always predicting the training mean: the bar every model must clear."""
+    target = datamodule.tensors["test"]["rating"]
+    pred = torch.full_like(target, datamodule.preprocessing.target_mean)
+    return {
+        k.split("/")[-1]: float(v) for k, v in regression_metrics("").forward(pred, target).items()
+    }
+
+
+def checkpoint_epoch(path: str) -> int | None:
+    """1-based epoch of a saved checkpoint."""
+    if not path:
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"]) + 1
+
+
+def format_table(metrics: dict) -> str:
+    rows = [("", "model", "mean predictor")]
+    for name in METRIC_NAMES:
+        rows.append(
+            (name.upper(), f"{metrics['test'][name]:.4f}", f"{metrics['mean_baseline'][name]:.4f}")
+        )
+    lines = [f"{a:<5} {b:>10} {c:>15}" for a, b, c in rows]
+    lines.append(
+        f"epochs {metrics['epochs_run']} (best {metrics['best_epoch']}), "
+        f"{metrics['seconds_per_epoch'] or float('nan'):.3f} s/epoch, "
+        f"parameters {metrics['parameters']['trainable']:,} trainable / "
+        f"{metrics['parameters']['frozen']:,} frozen"
+    )
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit on train, early-stop on val, test the best checkpoint; return what metrics.json holds."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model, glove = build_model(cfg, datamodule)
+
+    timer = EpochTimer()
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*instantiate_group(cfg.get("callbacks")), timer],
+        logger=loggers or False,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    seconds = list(timer.seconds)  # before test(): restoring the best checkpoint rewinds callbacks
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+
+    test = {k.split("/", 1)[1]: float(v) for k, v in results[0].items() if k.startswith("test/")}
+    metrics = {
+        **hydra_context(),
+        "seed": cfg.get("seed"),
+        "test": test,
+        "mean_baseline": mean_baseline(datamodule),
+        "epochs_run": trainer.current_epoch,
+        "best_epoch": checkpoint_epoch(best),
+        "best_val_loss": float(trainer.checkpoint_callback.best_model_score)
+        if best and trainer.checkpoint_callback.best_model_score is not None
+        else None,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
+        "epoch_seconds": seconds,
+        "train_seconds": sum(seconds),
+        "parameters": parameter_counts(model),
+        "data": datamodule.summary(),
+        "glove": glove,
+        "checkpoint": best or None,
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+    return metrics

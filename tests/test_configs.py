@@ -1,0 +1,99 @@
+"""Every config group composes, instantiates where this machine allows, and typos fail fast."""
+
+from __future__ import annotations
+
+import itertools
+
+import lightning as L
+import pytest
+from conftest import CONF_DIR
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from movrec.data.datamodule import TmdbDataModule
+from movrec.run import instantiate_group
+
+GROUPS = {
+    group: sorted(p.stem for p in (__import__("pathlib").Path(CONF_DIR) / group).glob("*.yaml"))
+    for group in ("model", "data", "trainer", "callbacks", "logger", "glove")
+}
+
+
+def test_every_group_has_its_options():
+    assert GROUPS["model"] == ["deep", "finetuned_glove", "glove"]
+    assert GROUPS["data"] == ["synthetic", "tmdb"]
+    assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_sim", "default", "gpu"]
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "trainer"),
+    list(itertools.product(GROUPS["model"], GROUPS["data"], GROUPS["trainer"])),
+)
+def test_composes_and_resolves(cfg_factory, model, data, trainer):
+    cfg = cfg_factory(f"model={model}", f"data={data}", f"trainer={trainer}", "data.dir=somewhere")
+    OmegaConf.resolve(cfg)
+    assert cfg.model._target_ == "movrec.models.regressor.RatingRegressor"
+    assert cfg.trainer._target_ == "lightning.Trainer"
+
+
+@pytest.mark.parametrize("group", ["callbacks", "logger", "glove"])
+def test_other_groups_compose(cfg_factory, group):
+    for option in GROUPS[group]:
+        text = option == "text" and group == "glove"
+        cfg = cfg_factory(
+            f"{group}={option}", *(["glove.source.path=/x/glove.txt"] if text else [])
+        )
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_variants_differ_only_in_title_embedding(cfg_factory):
+    models = {m: OmegaConf.to_container(cfg_factory(f"model={m}").model) for m in GROUPS["model"]}
+    expected = {
+        "deep": ("random", True),
+        "glove": ("glove", False),
+        "finetuned_glove": ("glove", True),
+    }
+    for name, (init, trainable) in expected.items():
+        assert (models[name]["title_init"], models[name]["title_trainable"]) == (init, trainable)
+    strip = ("title_init", "title_trainable")
+    bodies = [{k: v for k, v in m.items() if k not in strip} for m in models.values()]
+    assert all(body == bodies[0] for body in bodies)
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "default", "ddp_sim"])
+def test_trainer_callbacks_logger_instantiate(cfg_factory, trainer):
+    cfg = cfg_factory(f"trainer={trainer}", "logger=tensorboard", "callbacks=default")
+    callbacks = instantiate_group(cfg.callbacks)
+    names = {type(c).__name__ for c in callbacks}
+    assert names == {"EarlyStopping", "ModelCheckpoint", "RichModelSummary", "RichProgressBar"}
+    trainer_obj = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.logger)
+    )
+    assert isinstance(trainer_obj, L.Trainer)
+    assert trainer_obj.max_epochs == 10
+
+
+def test_datamodules_instantiate(cfg_factory):
+    for data in GROUPS["data"]:
+        dm = instantiate(cfg_factory(f"data={data}").data)
+        assert isinstance(dm, TmdbDataModule)
+        assert dm.hparams.batch_size == 64 and dm.hparams.split_seed == 42
+
+
+@pytest.mark.parametrize(
+    "override", ["model=glov", "modle=glove", "model.title_dimm=50", "data.batchsize=3"]
+)
+def test_typos_fail_fast(cfg_factory, override):
+    with pytest.raises(ConfigCompositionException):
+        cfg_factory(override)
+
+
+def test_bad_option_values_name_the_option(cfg_factory):
+    cfg = cfg_factory("model.title_init=word2vec")
+    with pytest.raises(Exception, match="model.title_init"):
+        instantiate(cfg.model, n_movie_ids=3, vocab_size=4, title_length=2)
+    cfg = cfg_factory("data.merge_on=name")
+    dm = instantiate(cfg.data)
+    with pytest.raises(ValueError, match="data.merge_on"):
+        dm.setup()

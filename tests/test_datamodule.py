@@ -1,0 +1,118 @@
+"""The datamodule: split, train-only fitting, unknown ids, checkpoint state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from movrec.data.datamodule import TensorBatches, TmdbDataModule
+from movrec.data.vocab import UNKNOWN_ID_INDEX
+
+SYNTH = {"n_movies": 800, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def dm():
+    module = TmdbDataModule(synthetic=SYNTH)
+    module.setup()
+    return module
+
+
+def test_split_sizes_are_64_16_20(dm):
+    n = sum(dm.summary()["rows"].values())
+    rows = dm.summary()["rows"]
+    assert rows["test"] == pytest.approx(0.2 * n, abs=1)
+    assert rows["val"] == pytest.approx(0.16 * n, abs=1)
+    assert rows["train"] == n - rows["test"] - rows["val"]
+    assert n == 800 - dm.report.counts["rows dropped: unrated (vote_count == 0)"]
+
+
+def test_splits_are_disjoint(dm):
+    ids = {name: set(frame["id"]) for name, frame in dm.frames.items()}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
+    assert not ids["val"] & ids["test"]
+
+
+def test_split_depends_on_split_seed_only(dm):
+    torch.manual_seed(123)
+    again = TmdbDataModule(synthetic=SYNTH)
+    again.setup()
+    assert list(again.frames["test"]["id"]) == list(dm.frames["test"]["id"])
+    other = TmdbDataModule(synthetic=SYNTH, split_seed=7)
+    other.setup()
+    assert list(other.frames["test"]["id"]) != list(dm.frames["test"]["id"])
+
+
+def test_vocabulary_and_fill_values_are_fitted_on_train_only(dm):
+    train_words = {w for t in dm.frames["train"]["title"] for w in t.lower().split()}
+    assert set(dm.preprocessing.titles.words) <= train_words
+    assert dm.preprocessing.fill_values["budget"] == dm.frames["train"]["budget"].median()
+    assert dm.preprocessing.target_mean == pytest.approx(dm.frames["train"]["vote_average"].mean())
+
+
+def test_poisoned_test_split_changes_no_fitted_state():
+    clean = TmdbDataModule(synthetic=SYNTH)
+    clean.setup()
+    poisoned = TmdbDataModule(synthetic=SYNTH)
+    original = poisoned.load_frame
+
+    def load_poisoned():
+        frame = original()
+        test_ids = set(clean.frames["test"]["id"])
+        rows = frame["id"].isin(test_ids)
+        frame.loc[rows, "title"] = "poison poison poison"
+        frame.loc[rows, "budget"] = 1e12
+        return frame
+
+    poisoned.load_frame = load_poisoned
+    poisoned.setup()
+    assert poisoned.preprocessing.state_dict() == clean.preprocessing.state_dict()
+
+
+def test_ids_unseen_in_training_map_to_unknown(dm):
+    assert (dm.tensors["test"]["movie_id"] == UNKNOWN_ID_INDEX).all()
+    assert (dm.tensors["train"]["movie_id"] != UNKNOWN_ID_INDEX).all()
+
+
+def test_training_batches_replace_a_share_of_ids_with_unknown():
+    ids = torch.arange(1, 20001)
+    data = TensorBatches({"movie_id": ids, "rating": ids.float()}, unknown_id_rate=0.25)
+    batch = data.__getitems__(list(range(20000)))
+    share = (batch["movie_id"] == UNKNOWN_ID_INDEX).float().mean().item()
+    assert share == pytest.approx(0.25, abs=0.02)
+    assert torch.equal(batch["rating"], ids.float())  # only ids are masked
+
+
+def test_loaders_serve_whole_batches(dm):
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"movie_id", "title", "rating"}
+    assert batch["title"].shape == (64, 15) and batch["movie_id"].shape == (64,)
+    val = next(iter(dm.val_dataloader()))
+    assert len(val["rating"]) == len(dm.frames["val"])
+
+
+def test_state_dict_round_trip_gives_identical_tensors(dm):
+    state = dm.state_dict()
+    restored = TmdbDataModule(synthetic={"n_movies": 800, "seed": 0})
+    restored.load_state_dict(state)
+    restored.setup()
+    assert restored.preprocessing.state_dict() == dm.preprocessing.state_dict()
+    for split in ("train", "val", "test"):
+        for key, value in dm.tensors[split].items():
+            assert torch.equal(restored.tensors[split][key], value)
+
+
+def test_loaded_state_is_never_refitted():
+    fitted = TmdbDataModule(synthetic={"n_movies": 300, "seed": 1})
+    fitted.setup()
+    other = TmdbDataModule(synthetic={"n_movies": 300, "seed": 2})
+    other.load_state_dict(fitted.state_dict())
+    other.setup()
+    assert other.preprocessing.titles.words == fitted.preprocessing.titles.words
+
+
+def test_needs_exactly_one_source():
+    with pytest.raises(ValueError, match="data.dir"):
+        TmdbDataModule()
+    with pytest.raises(ValueError, match="data.synthetic"):
+        TmdbDataModule(dir="x", synthetic=SYNTH)

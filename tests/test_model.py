@@ -1,0 +1,110 @@
+"""The LightningModule: the three title variants, frozen weights, metrics against sklearn."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from movrec.data.datamodule import TmdbDataModule
+from movrec.data.vocab import PAD_INDEX
+from movrec.models.regressor import PADDING_INDEX, RatingRegressor, parameter_counts
+
+
+@pytest.fixture(scope="module")
+def dm():
+    module = TmdbDataModule(synthetic={"n_movies": 600, "seed": 3})
+    module.setup()
+    return module
+
+
+def make_model(dm, init, trainable, **kwargs):
+    sizes = dm.model_sizes()
+    vectors = None
+    if init == "glove":
+        vectors = torch.randn(sizes["vocab_size"], 50)
+        vectors[PAD_INDEX] = 0
+    return RatingRegressor(
+        **sizes, title_init=init, title_trainable=trainable, title_vectors=vectors, **kwargs
+    )
+
+
+def fit(model, dm, epochs=2):
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+def test_padding_index_matches_the_datamodule():
+    assert PADDING_INDEX == PAD_INDEX
+
+
+@pytest.mark.parametrize(
+    ("init", "trainable", "changes"),
+    [("glove", False, False), ("glove", True, True), ("random", True, True)],
+)
+def test_title_embedding_frozen_or_trained(dm, init, trainable, changes):
+    torch.manual_seed(0)
+    model = make_model(dm, init, trainable)
+    before = model.title_embedding.weight.detach().clone()
+    head_before = model.head[0].weight.detach().clone()
+    fit(model, dm)
+    after = model.title_embedding.weight.detach()
+    assert torch.equal(before, after) is (not changes)
+    assert not torch.equal(head_before, model.head[0].weight)
+    assert not after[PADDING_INDEX].any()
+
+
+def test_glove_rows_start_from_the_given_vectors(dm):
+    model = make_model(dm, "glove", True)
+    vectors = torch.arange(dm.model_sizes()["vocab_size"] * 50, dtype=torch.float32).reshape(-1, 50)
+    model2 = RatingRegressor(**dm.model_sizes(), title_init="glove", title_vectors=vectors)
+    assert torch.equal(model2.title_embedding.weight[1:], vectors[1:])
+    assert model.title_embedding.weight.requires_grad
+
+
+def test_parameter_counts_split_frozen_and_trainable(dm):
+    frozen = parameter_counts(make_model(dm, "glove", False))
+    tuned = parameter_counts(make_model(dm, "glove", True))
+    title = dm.model_sizes()["vocab_size"] * 50
+    assert frozen["frozen"] == title and tuned["frozen"] == 0
+    assert tuned["trainable"] == frozen["trainable"] + title
+
+
+def test_untrained_model_predicts_near_the_training_mean(dm):
+    model = make_model(dm, "random", True).eval()
+    with torch.no_grad():
+        pred = model(dm.tensors["test"])
+    assert (
+        abs(pred.mean().item() - dm.preprocessing.target_mean) < 0.5 * dm.preprocessing.target_std
+    )
+
+
+def test_logged_test_metrics_equal_sklearn(dm):
+    torch.manual_seed(1)
+    model = make_model(dm, "random", True)
+    trainer = fit(model, dm, epochs=1)
+    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    model.eval()
+    with torch.no_grad():
+        pred = model(dm.tensors["test"]).numpy()
+    y = dm.tensors["test"]["rating"].numpy()
+    assert results["test/mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-5)
+    assert results["test/rmse"] == pytest.approx(np.sqrt(mean_squared_error(y, pred)), rel=1e-5)
+    assert results["test/r2"] == pytest.approx(r2_score(y, pred), rel=1e-4, abs=1e-5)
+    assert results["test/loss"] == pytest.approx(mean_squared_error(y, pred), rel=1e-5)
+
+
+def test_glove_init_without_vectors_is_an_error(dm):
+    with pytest.raises(ValueError, match="title_vectors"):
+        RatingRegressor(**dm.model_sizes(), title_init="glove")
+
+
+def test_bad_dropout_is_named(dm):
+    with pytest.raises(ValueError, match="model.dropout"):
+        RatingRegressor(**dm.model_sizes(), dropout=1.5)

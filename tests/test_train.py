@@ -1,0 +1,138 @@
+"""End to end: the three variants learn the planted signal; runs are reproducible and reloadable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT
+
+from movrec.data.synthetic import make_tmdb
+from movrec.predict import RatingPredictor
+from movrec.run import train
+
+VARIANTS = ("deep", "glove", "finetuned_glove")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One short training run per variant, shared by the tests below."""
+    from conftest import make_cfg
+
+    results = {}
+    for variant in VARIANTS:
+        out = tmp_path_factory.mktemp(variant)
+        results[variant] = (train(make_cfg(out, f"model={variant}")), out)
+    return results
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_beats_the_mean_predictor(runs, variant):
+    metrics, _ = runs[variant]
+    assert metrics["test"]["r2"] > 0.15
+    assert metrics["test"]["rmse"] < 0.95 * metrics["mean_baseline"]["rmse"]
+    assert abs(metrics["mean_baseline"]["r2"]) < 0.05
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_metrics_json_holds_the_run(runs, variant):
+    metrics, out = runs[variant]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"] == metrics["test"]
+    assert set(saved["test"]) >= {"mae", "rmse", "r2", "loss"}
+    assert 1 <= saved["best_epoch"] <= saved["epochs_run"] <= 10
+    assert saved["parameters"]["trainable"] > 0
+    assert (saved["parameters"]["frozen"] > 0) is (variant == "glove")
+    assert (saved["glove"] is None) is (variant == "deep")
+    assert len(saved["epoch_seconds"]) == saved["epochs_run"]
+    assert Path(saved["checkpoint"]).is_file()
+    assert sum(saved["data"]["rows"].values()) > 1000
+
+
+def test_checkpoint_reloads_and_predicts_raw_rows(runs):
+    metrics, _ = runs["finetuned_glove"]
+    predictor = RatingPredictor.from_checkpoint(metrics["checkpoint"])
+    movies, _ = make_tmdb(n_movies=1200, seed=0)
+    predicted, report = predictor.predict(movies.drop(columns=["vote_average"]))
+    assert len(predicted) == 1200 and report.counts["rows read"] == 1200
+    y = pd.to_numeric(movies["vote_average"])
+    rated = (movies["vote_count"].astype(int) > 0).to_numpy()
+    pred = predicted["predicted_vote_average"].to_numpy()
+    assert np.corrcoef(pred[rated], y[rated])[0, 1] > 0.4
+    again, _ = RatingPredictor.from_checkpoint(metrics["checkpoint"]).predict(movies)
+    np.testing.assert_array_equal(again["predicted_vote_average"].to_numpy(), pred)
+
+
+def test_same_seed_same_metrics(cfg_factory, tmp_path):
+    from conftest import make_cfg
+
+    overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.synthetic.n_movies=500")
+    first = train(make_cfg(tmp_path / "a", *overrides))
+    second = train(make_cfg(tmp_path / "b", *overrides))
+    assert first["test"] == second["test"]
+    third = train(make_cfg(tmp_path / "c", *overrides, "seed=1"))
+    assert third["test"] != first["test"]
+
+
+def test_fast_dev_run_smoke(cfg_factory):
+    metrics = train(cfg_factory("model=glove", "+trainer.fast_dev_run=true", "callbacks=none"))
+    assert np.isfinite(metrics["test"]["rmse"]) and metrics["checkpoint"] is None
+
+
+def test_ddp_sim_two_processes(cfg_factory):
+    metrics = train(
+        cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.synthetic.n_movies=400")
+    )
+    assert np.isfinite(metrics["test"]["rmse"]) and Path(metrics["checkpoint"]).is_file()
+
+
+def _cli(args, tmp_path):
+    env_cmd = [sys.executable, "train.py", *args, f"paths.log_dir={tmp_path}"]
+    env_cmd += [
+        "data.synthetic.n_movies=400",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar=null",
+    ]
+    done = subprocess.run(env_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_cli_run_writes_metrics_checkpoint_and_tensorboard(tmp_path):
+    _cli(["data=synthetic", "model=finetuned_glove"], tmp_path)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["choices"]["model"] == "finetuned_glove"
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_cli_multirun_sweeps_the_three_models(tmp_path):
+    _cli(["-m", "data=synthetic", "model=deep,glove,finetuned_glove"], tmp_path)
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    models = [json.loads((job / "metrics.json").read_text())["choices"]["model"] for job in jobs]
+    assert sorted(models) == sorted(VARIANTS)
+    for i, job in enumerate(jobs):  # job folders are named by number and overrides
+        assert job.name.startswith(f"{i}_") and f"model={VARIANTS[i]}" in job.name
+
+
+def test_cli_missing_data_is_a_clear_error(tmp_path):
+    cmd = [sys.executable, "train.py", f"data.dir={tmp_path}/none", f"paths.log_dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "tmdb-movie-metadata" in done.stderr and "tmdb_5000_movies.csv" in done.stderr
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
