@@ -1,0 +1,113 @@
+"""Speed benchmark (not a test): seconds per epoch, GloVe build, and a whole `train.py` run.
+
+    python -m movrec.bench --data-dir ../shared/data/tmdb5000
+
+Per variant it trains ``--epochs`` epochs with no early stopping, checkpointing, progress bar or
+logger (the loop itself, training plus validation) and reports the median epoch wall time. It
+also times the GloVe matrix build and, as a user sees it, ``python train.py
+model=finetuned_glove`` from process start to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from movrec.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("deep", "glove", "finetuned_glove")
+QUIET = [
+    "logger=none",
+    "callbacks=none",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_checkpointing=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def epoch_seconds(variant: str, data: list[str], epochs: int, out: Path) -> list[float]:
+    cfg = compose_cfg(
+        [f"model={variant}", *data, *QUIET, f"trainer.max_epochs={epochs}", f"paths.output_dir={out}"]
+    )
+    return train(cfg)["epoch_seconds"]
+
+
+def glove_build_seconds(data: list[str], repeats: int) -> list[float]:
+    cfg = compose_cfg([*data, "paths.output_dir=unused"])
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vectors = instantiate(cfg.glove.source).load()
+        datamodule.title_embedding(vectors, oov_init=cfg.glove.oov_init)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def cli_seconds(data: list[str], log_dir: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "train.py", "model=finetuned_glove", *data, f"paths.log_dir={log_dir}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--data-dir", help="folder with the Kaggle CSVs (default: data.dir config)")
+    parser.add_argument("--synthetic", action="store_true", help="time on synthetic data instead")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--no-cli", action="store_true", help="skip the whole train.py run")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    data = ["data=synthetic"] if args.synthetic else []
+    if args.data_dir:
+        data.append(f"data.dir={Path(args.data_dir).resolve()}")
+
+    results: dict = {"epochs": args.epochs, "seconds_per_epoch": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants:
+            seconds = epoch_seconds(variant, data, args.epochs, Path(tmp) / variant)
+            results["seconds_per_epoch"][variant] = {
+                "median": statistics.median(seconds),
+                "all": seconds,
+            }
+        glove_seconds = glove_build_seconds(data, 5)
+        results["glove_build_seconds"] = {"first": glove_seconds[0], "median": statistics.median(glove_seconds)}
+        if not args.no_cli:
+            results["train_py_seconds"] = cli_seconds(data, Path(tmp) / "logs")
+
+    print(f"\n{'variant':<16} median s/epoch (training + validation, {args.epochs} epochs)")
+    for variant, timing in results["seconds_per_epoch"].items():
+        print(f"{variant:<16} {timing['median']:.3f}")
+    glove = results["glove_build_seconds"]
+    print(f"GloVe matrix build: {glove['first']:.3f} s first, {glove['median']:.3f} s median of 5")
+    if "train_py_seconds" in results:
+        print(f"python train.py model=finetuned_glove: {results['train_py_seconds']:.1f} s wall")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
