@@ -19,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from movrec.run import train
+from movrec.run import build_datamodule, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("deep", "glove", "finetuned_glove")
@@ -42,9 +44,43 @@ def compose_cfg(overrides: list[str]):
 
 def epoch_seconds(variant: str, data: list[str], epochs: int, out: Path) -> list[float]:
     cfg = compose_cfg(
-        [f"model={variant}", *data, *QUIET, f"trainer.max_epochs={epochs}", f"paths.output_dir={out}"]
+        [
+            f"model={variant}",
+            *data,
+            *QUIET,
+            f"trainer.max_epochs={epochs}",
+            f"paths.output_dir={out}",
+        ]
     )
     return train(cfg)["epoch_seconds"]
+
+
+def plain_loop_seconds(variant: str, data: list[str], epochs: int) -> list[float]:
+    """The same model, batches and optimiser in a bare PyTorch loop: the machine's floor now.
+
+    Timed interleaved with the Lightning runs, so the ratio stays meaningful on a machine whose
+    speed drifts.
+    """
+    cfg = compose_cfg([f"model={variant}", *data, "paths.output_dir=unused"])
+    torch.manual_seed(cfg.seed)
+    datamodule = build_datamodule(cfg)
+    model, _ = build_model(cfg, datamodule)
+    optimizer = model.configure_optimizers()
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        for batch in datamodule.train_dataloader():
+            loss = F.mse_loss(model(batch), batch["rating"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for batch in datamodule.val_dataloader():
+                model(batch)
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def glove_build_seconds(data: list[str], repeats: int) -> list[float]:
@@ -72,7 +108,9 @@ def cli_seconds(data: list[str], log_dir: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--data-dir", help="folder with the Kaggle CSVs (default: data.dir config)")
     parser.add_argument("--synthetic", action="store_true", help="time on synthetic data instead")
     parser.add_argument("--epochs", type=int, default=10)
@@ -88,18 +126,24 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             seconds = epoch_seconds(variant, data, args.epochs, Path(tmp) / variant)
+            plain = plain_loop_seconds(variant, data, args.epochs)
             results["seconds_per_epoch"][variant] = {
                 "median": statistics.median(seconds),
                 "all": seconds,
+                "plain_pytorch_median": statistics.median(plain),
             }
         glove_seconds = glove_build_seconds(data, 5)
-        results["glove_build_seconds"] = {"first": glove_seconds[0], "median": statistics.median(glove_seconds)}
+        results["glove_build_seconds"] = {
+            "first": glove_seconds[0],
+            "median": statistics.median(glove_seconds),
+        }
         if not args.no_cli:
             results["train_py_seconds"] = cli_seconds(data, Path(tmp) / "logs")
 
-    print(f"\n{'variant':<16} median s/epoch (training + validation, {args.epochs} epochs)")
+    print(f"\nmedian seconds per epoch, training + validation, {args.epochs} epochs")
+    print(f"{'variant':<16} {'movrec':>8} {'plain PyTorch loop':>20}")
     for variant, timing in results["seconds_per_epoch"].items():
-        print(f"{variant:<16} {timing['median']:.3f}")
+        print(f"{variant:<16} {timing['median']:>8.3f} {timing['plain_pytorch_median']:>20.3f}")
     glove = results["glove_build_seconds"]
     print(f"GloVe matrix build: {glove['first']:.3f} s first, {glove['median']:.3f} s median of 5")
     if "train_py_seconds" in results:
