@@ -6,11 +6,11 @@ import itertools
 
 import lightning as L
 import pytest
-from conftest import CONF_DIR
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conftest import CONF_DIR
 from movrec.data.datamodule import TmdbDataModule
 from movrec.run import instantiate_group
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT
 
+from conftest import ROOT
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import RatingPredictor
 from movrec.run import train
