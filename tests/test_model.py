@@ -108,3 +108,23 @@ def test_glove_init_without_vectors_is_an_error(dm):
 def test_bad_dropout_is_named(dm):
     with pytest.raises(ValueError, match="model.dropout"):
         RatingRegressor(**dm.model_sizes(), dropout=1.5)
+
+
+def test_planted_signal_separates_working_from_broken_models():
+    """Shuffling the training ratings breaks the title -> rating link: no gain over the mean."""
+    working = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 4})
+    working.setup()
+    broken = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 4})
+    broken.setup()
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        ratings = broken.tensors[split]["rating"]
+        broken.tensors[split]["rating"] = ratings[torch.randperm(len(ratings), generator=generator)]
+    r2 = {}
+    for name, data in (("working", working), ("broken", broken)):
+        torch.manual_seed(0)
+        model = make_model(data, "random", True)
+        trainer = fit(model, data, epochs=4)
+        r2[name] = trainer.test(model, datamodule=data, verbose=False)[0]["test/r2"]
+    assert r2["working"] > 0.1, r2
+    assert r2["broken"] < 0.02, r2
