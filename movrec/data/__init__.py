@@ -1,0 +1,4 @@
+"""Data side of movrec: reading, cleaning, synthetic data, vocabularies, GloVe, datamodule.
+
+Knows nothing about models.
+"""

@@ -1,0 +1,190 @@
+"""LightningDataModule for TMDb 5000: read, clean, split, fit preprocessing on train, batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader
+
+from movrec.data.synthetic import make_tmdb
+from movrec.data.glove import WordVectors, embedding_matrix
+from movrec.data.preprocessing import Preprocessing
+from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits, read_tmdb
+from movrec.data.vocab import UNKNOWN_ID_INDEX
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """Aligned in-memory tensors served a whole batch per index lookup.
+
+    ``__getitems__`` lets the DataLoader fetch a batch with one tensor index per key instead
+    of collating 64 single rows. During training a share of movie ids (``unknown_id_rate``)
+    is replaced by the unknown index, so the unknown embedding that unseen movies get at
+    test time is a learned one.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], unknown_id_rate: float = 0.0):
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
+        self.tensors = tensors
+        self.unknown_id_rate = unknown_id_rate
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        batch = {k: v[index] for k, v in self.tensors.items()}
+        if self.unknown_id_rate > 0:
+            ids = batch["movie_id"]
+            batch["movie_id"] = ids.masked_fill(
+                torch.rand(ids.shape) < self.unknown_id_rate, UNKNOWN_ID_INDEX
+            )
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.__getitems__([index]).items()}
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def split_frame(
+    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Test first, then validation out of the rest: the paper's 80/20, then 20 % of train."""
+    for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {value}")
+    rest, test = train_test_split(frame, test_size=test_fraction, random_state=seed)
+    train, val = train_test_split(rest, test_size=val_fraction, random_state=seed)
+    return {"train": train, "val": val, "test": test}
+
+
+class TmdbDataModule(L.LightningDataModule):
+    """TMDb 5000 (from ``dir``) or its synthetic twin (``synthetic`` settings), same pipeline.
+
+    The split depends on ``split_seed`` only, never on the training seed, so models and seeds
+    are compared on the same rows.
+    """
+
+    def __init__(
+        self,
+        dir: str | None = None,
+        synthetic: dict | None = None,
+        merge_on: str = "id",
+        drop_unrated: bool = True,
+        split_seed: int = 42,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.2,
+        num_words: int = 5000,
+        title_length: int = 15,
+        unknown_id_rate: float = 0.1,
+        batch_size: int = 64,
+        eval_batch_size: int = 1024,
+    ):
+        super().__init__()
+        if (dir is None) == (synthetic is None):
+            raise ValueError("set exactly one of data.dir (real TMDb files) or data.synthetic")
+        if not 0 <= unknown_id_rate < 1:
+            raise ValueError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
+        self.save_hyperparameters(logger=True)
+        self.preprocessing: Preprocessing | None = None
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.tensors: dict[str, dict[str, torch.Tensor]] = {}
+        self.report = CleaningReport()
+        self.sources: dict[str, str] = {}
+
+    # ---- reading ------------------------------------------------------------------------
+    def read_raw(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        if self.hparams.dir is not None:
+            movies, credits, self.sources = read_tmdb(self.hparams.dir)
+        else:
+            movies, credits = make_tmdb(**self.hparams.synthetic)
+            self.sources = {"movies": f"synthetic({dict(self.hparams.synthetic)})"}
+        return movies, credits
+
+    def load_frame(self) -> pd.DataFrame:
+        """The clean, merged frame; repairs are counted in ``self.report``."""
+        movies, credits = self.read_raw()
+        self.report = CleaningReport()
+        frame = clean_movies(
+            movies, self.report, source=self.sources["movies"], drop_unrated=self.hparams.drop_unrated
+        )
+        return merge_credits(
+            frame, credits, self.hparams.merge_on, self.report, source=self.sources.get("credits", "")
+        )
+
+    # ---- Lightning hooks ----------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        frame = self.load_frame()
+        h = self.hparams
+        self.frames = split_frame(frame, h.test_fraction, h.val_fraction, h.split_seed)
+        if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
+            self.preprocessing = Preprocessing.fit(self.frames["train"], h.num_words, h.title_length)
+        self.tensors = {name: self.preprocessing.transform(f) for name, f in self.frames.items()}
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int, unknown_id_rate: float = 0.0):
+        dataset = TensorBatches(self.tensors[split], unknown_id_rate=unknown_id_rate)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader("train", True, h.batch_size, h.unknown_id_rate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.hparams.eval_batch_size)
+
+    def transfer_batch_to_device(
+        self, batch: dict[str, torch.Tensor], device: torch.device, dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        # Batches are flat dicts of tensors: cheaper than Lightning's generic collection walk.
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def state_dict(self) -> dict:
+        return {"preprocessing": self.preprocessing.state_dict() if self.preprocessing else None}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("preprocessing") is not None:
+            self.preprocessing = Preprocessing.from_state(state_dict["preprocessing"])
+
+    # ---- what the run wires into the model ----------------------------------------------
+    def model_sizes(self) -> dict[str, int | float]:
+        return self._fitted().model_sizes()
+
+    def title_embedding(
+        self, vectors: WordVectors, oov_init: str = "zeros", seed: int = 0
+    ) -> tuple[np.ndarray, float]:
+        """GloVe rows for the fitted title vocabulary, and its coverage."""
+        return embedding_matrix(vectors, self._fitted().titles, oov_init=oov_init, seed=seed)
+
+    def summary(self) -> dict:
+        """Sizes and repairs, for logs and ``metrics.json``."""
+        return {
+            "sources": dict(self.sources),
+            "rows": {name: len(f) for name, f in self.frames.items()},
+            "vocabulary": len(self._fitted().titles),
+            "movie_ids": len(self._fitted().movie_ids),
+            "cleaning": dict(self.report.counts),
+        }
+
+    def _fitted(self) -> Preprocessing:
+        if self.preprocessing is None:
+            raise RuntimeError("the datamodule is not fitted yet: call setup() first")
+        return self.preprocessing

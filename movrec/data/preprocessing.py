@@ -1,0 +1,97 @@
+"""Preprocessing fitted on the training split only, turning clean frames into model tensors.
+
+Its state is plain Python data (lists, floats) so it travels inside a Lightning checkpoint and
+a reloaded model can predict on raw rows without refitting anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from movrec.data.tmdb import NUMERIC_COLUMNS
+from movrec.data.vocab import IdVocabulary, TokenVocabulary
+
+TARGET = "vote_average"
+
+
+class Preprocessing:
+    def __init__(
+        self,
+        titles: TokenVocabulary,
+        movie_ids: IdVocabulary,
+        fill_values: dict[str, float],
+        target_mean: float,
+        target_std: float,
+        title_length: int,
+    ):
+        self.titles = titles
+        self.movie_ids = movie_ids
+        self.fill_values = fill_values
+        self.target_mean = target_mean
+        self.target_std = target_std
+        self.title_length = title_length
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, num_words: int, title_length: int) -> Preprocessing:
+        if title_length < 1:
+            raise ValueError(f"data.title_length must be >= 1, got {title_length}")
+        fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
+        target = train[TARGET].to_numpy(dtype=np.float64)
+        return cls(
+            titles=TokenVocabulary.fit(train["title"], num_words),
+            movie_ids=IdVocabulary.fit(train["movie_id"]),
+            fill_values={c: (0.0 if np.isnan(v) else v) for c, v in fill.items()},
+            target_mean=float(target.mean()),
+            target_std=float(target.std()) or 1.0,
+            title_length=title_length,
+        )
+
+    def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Numeric gaps filled with the training medians."""
+        present = {c: v for c, v in self.fill_values.items() if c in frame.columns}
+        return frame.fillna(present)
+
+    def transform(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """Model inputs (and the target, when the frame has one) as aligned tensors."""
+        frame = self.fill(frame)
+        ids = frame["movie_id"] if "movie_id" in frame.columns else frame["id"]
+        tensors = {
+            "movie_id": torch.from_numpy(self.movie_ids.encode(ids)),
+            "title": torch.from_numpy(self.titles.encode(frame["title"], self.title_length)),
+        }
+        if TARGET in frame.columns:
+            tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))
+        return tensors
+
+    def model_sizes(self) -> dict[str, int | float]:
+        """The constructor arguments a model needs to accept these tensors."""
+        return {
+            "n_movie_ids": len(self.movie_ids),
+            "vocab_size": len(self.titles),
+            "title_length": self.title_length,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "titles": self.titles.state_dict(),
+            "movie_ids": self.movie_ids.state_dict(),
+            "fill_values": dict(self.fill_values),
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+            "title_length": self.title_length,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Preprocessing:
+        return cls(
+            titles=TokenVocabulary.from_state(state["titles"]),
+            movie_ids=IdVocabulary.from_state(state["movie_ids"]),
+            fill_values=dict(state["fill_values"]),
+            target_mean=float(state["target_mean"]),
+            target_std=float(state["target_std"]),
+            title_length=int(state["title_length"]),
+        )
