@@ -12,9 +12,9 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from movrec.data.synthetic import make_tmdb
 from movrec.data.glove import WordVectors, embedding_matrix
 from movrec.data.preprocessing import Preprocessing
+from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits, read_tmdb
 from movrec.data.vocab import UNKNOWN_ID_INDEX
 
@@ -35,7 +35,9 @@ class TensorBatches(torch.utils.data.Dataset):
     def __init__(self, tensors: dict[str, torch.Tensor], unknown_id_rate: float = 0.0):
         lengths = {len(t) for t in tensors.values()}
         if len(lengths) != 1:
-            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
+            raise ValueError(
+                f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }"
+            )
         self.tensors = tensors
         self.unknown_id_rate = unknown_id_rate
 
@@ -120,10 +122,17 @@ class TmdbDataModule(L.LightningDataModule):
         movies, credits = self.read_raw()
         self.report = CleaningReport()
         frame = clean_movies(
-            movies, self.report, source=self.sources["movies"], drop_unrated=self.hparams.drop_unrated
+            movies,
+            self.report,
+            source=self.sources["movies"],
+            drop_unrated=self.hparams.drop_unrated,
         )
         return merge_credits(
-            frame, credits, self.hparams.merge_on, self.report, source=self.sources.get("credits", "")
+            frame,
+            credits,
+            self.hparams.merge_on,
+            self.report,
+            source=self.sources.get("credits", ""),
         )
 
     # ---- Lightning hooks ----------------------------------------------------------------
@@ -134,7 +143,9 @@ class TmdbDataModule(L.LightningDataModule):
         h = self.hparams
         self.frames = split_frame(frame, h.test_fraction, h.val_fraction, h.split_seed)
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
-            self.preprocessing = Preprocessing.fit(self.frames["train"], h.num_words, h.title_length)
+            self.preprocessing = Preprocessing.fit(
+                self.frames["train"], h.num_words, h.title_length
+            )
         self.tensors = {name: self.preprocessing.transform(f) for name, f in self.frames.items()}
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, unknown_id_rate: float = 0.0):

