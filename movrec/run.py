@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from movrec.callbacks import EpochTimer
@@ -59,20 +59,10 @@ def build_model(
     """The module, with the GloVe matrix for the fitted vocabulary when the config asks for it."""
     vectors, glove = None, None
     if cfg.model.get("title_init") == "glove":
-        start = time.perf_counter()
-        word_vectors = instantiate(cfg.glove.source).load()
-        vectors, coverage = datamodule.title_embedding(
-            word_vectors, oov_init=cfg.glove.oov_init, seed=cfg.get("seed") or 0
-        )
-        glove = {
-            "source": word_vectors.source,
-            "dim": word_vectors.dim,
-            "coverage": coverage,
-            "seconds": time.perf_counter() - start,
-        }
+        vectors, glove = datamodule.title_embedding(cfg.glove.oov_init, seed=cfg.get("seed") or 0)
         log.info(
             "GloVe %s: %d-d, %.1f%% of %d vocabulary words found (%.2f s)",
-            word_vectors.source, word_vectors.dim, 100 * coverage,
+            glove["source"], glove["dim"], 100 * glove["coverage"],
             len(vectors) - 2, glove["seconds"],
         )  # fmt: skip
     model = instantiate(
@@ -113,11 +103,60 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+
+
+def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]:
+    """A scikit-learn regressor on the fitted feature matrix: train + validation, then test."""
+    if datamodule.model_sizes()["n_features"] == 0:
+        raise ValueError(
+            f"model {cfg.model._target_} needs metadata features: set data.features "
+            "(e.g. experiment=hybrid)"
+        )
+    tensors = datamodule.tensors
+    x = torch.cat([tensors["train"]["features"], tensors["val"]["features"]]).numpy()
+    y = torch.cat([tensors["train"]["rating"], tensors["val"]["rating"]]).numpy()
+    estimator = instantiate(cfg.model, _convert_="all")
+    start = time.perf_counter()
+    estimator.fit(x, y)
+    seconds = time.perf_counter() - start
+    target = tensors["test"]["rating"]
+    pred = torch.as_tensor(
+        estimator.predict(tensors["test"]["features"].numpy()), dtype=target.dtype
+    )
+    test = {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
+    test["loss"] = float(torch.nn.functional.mse_loss(pred, target))
+    return {
+        **hydra_context(),
+        "seed": cfg.get("seed"),
+        "test": test,
+        "mean_baseline": mean_baseline(datamodule),
+        "epochs_run": getattr(estimator, "n_iter_", None),
+        "best_epoch": None,
+        "best_val_loss": None,
+        "seconds_per_epoch": None,
+        "epoch_seconds": [],
+        "train_seconds": seconds,
+        "parameters": {"trainable": 0, "frozen": 0},
+        "data": datamodule.summary(),
+        "glove": None,
+        "checkpoint": None,
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit on train, early-stop on val, test the best checkpoint; return what metrics.json holds."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
+    if not issubclass(get_class(cfg.model._target_), L.LightningModule):
+        metrics = fit_estimator(cfg, datamodule)
+        write_metrics(cfg, metrics)
+        return metrics
     model, glove = build_model(cfg, datamodule)
 
     timer = EpochTimer()
@@ -151,8 +190,5 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "glove": glove,
         "checkpoint": best or None,
     }
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+    write_metrics(cfg, metrics)
     return metrics

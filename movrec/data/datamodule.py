@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
+from movrec.data.features import FeatureSpec
 from movrec.data.glove import WordVectors, embedding_matrix
 from movrec.data.preprocessing import Preprocessing
 from movrec.data.synthetic import make_tmdb
@@ -95,13 +98,18 @@ class TmdbDataModule(L.LightningDataModule):
         unknown_id_rate: float = 0.1,
         batch_size: int = 64,
         eval_batch_size: int = 1024,
+        features: dict | None = None,
+        glove: Any = None,
     ):
         super().__init__()
         if (dir is None) == (synthetic is None):
             raise ValueError("set exactly one of data.dir (real TMDb files) or data.synthetic")
         if not 0 <= unknown_id_rate < 1:
             raise ValueError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
-        self.save_hyperparameters(logger=True)
+        # `features` None is the paper's model: movie id and title only.
+        self.feature_spec = FeatureSpec(**features) if features is not None else None
+        self.glove = glove  # a GloVe source (movrec.data.glove); loaded only when needed
+        self.save_hyperparameters(ignore=["glove"], logger=True)
         self.preprocessing: Preprocessing | None = None
         self.frames: dict[str, pd.DataFrame] = {}
         self.tensors: dict[str, dict[str, torch.Tensor]] = {}
@@ -143,8 +151,10 @@ class TmdbDataModule(L.LightningDataModule):
         h = self.hparams
         self.frames = split_frame(frame, h.test_fraction, h.val_fraction, h.split_seed)
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
+            spec = self.feature_spec
+            vectors = self.word_vectors() if spec is not None and spec.text else None
             self.preprocessing = Preprocessing.fit(
-                self.frames["train"], h.num_words, h.title_length
+                self.frames["train"], h.num_words, h.title_length, spec, self.report, vectors
             )
         self.tensors = {name: self.preprocessing.transform(f) for name, f in self.frames.items()}
 
@@ -179,11 +189,23 @@ class TmdbDataModule(L.LightningDataModule):
     def model_sizes(self) -> dict[str, int | float]:
         return self._fitted().model_sizes()
 
-    def title_embedding(
-        self, vectors: WordVectors, oov_init: str = "zeros", seed: int = 0
-    ) -> tuple[np.ndarray, float]:
-        """GloVe rows for the fitted title vocabulary, and its coverage."""
-        return embedding_matrix(vectors, self._fitted().titles, oov_init=oov_init, seed=seed)
+    def word_vectors(self) -> WordVectors:
+        if self.glove is None:
+            raise ValueError("GloVe vectors are needed but the datamodule has no `glove` source")
+        return self.glove.load()
+
+    def title_embedding(self, oov_init: str = "zeros", seed: int = 0) -> tuple[np.ndarray, dict]:
+        """GloVe rows for the fitted title vocabulary, and where they came from (coverage...)."""
+        start = time.perf_counter()
+        vectors = self.word_vectors()
+        matrix, coverage = embedding_matrix(vectors, self._fitted().titles, oov_init, seed)
+        info = {
+            "source": vectors.source,
+            "dim": vectors.dim,
+            "coverage": coverage,
+            "seconds": time.perf_counter() - start,
+        }
+        return matrix, info
 
     def summary(self) -> dict:
         """Sizes and repairs, for logs and ``metrics.json``."""
@@ -192,6 +214,7 @@ class TmdbDataModule(L.LightningDataModule):
             "rows": {name: len(f) for name, f in self.frames.items()},
             "vocabulary": len(self._fitted().titles),
             "movie_ids": len(self._fitted().movie_ids),
+            "features": self._fitted().model_sizes()["n_features"],
             "cleaning": dict(self.report.counts),
         }
 

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movrec.data.tmdb import NUMERIC_COLUMNS
+from movrec.data.features import FeaturePipeline, FeatureSpec
+from movrec.data.glove import WordVectors
+from movrec.data.tmdb import NUMERIC_COLUMNS, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
 
 TARGET = "vote_average"
@@ -25,6 +27,7 @@ class Preprocessing:
         target_mean: float,
         target_std: float,
         title_length: int,
+        features: FeaturePipeline | None = None,
     ):
         self.titles = titles
         self.movie_ids = movie_ids
@@ -32,9 +35,20 @@ class Preprocessing:
         self.target_mean = target_mean
         self.target_std = target_std
         self.title_length = title_length
+        self.features = features
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, num_words: int, title_length: int) -> Preprocessing:
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        num_words: int,
+        title_length: int,
+        features: FeatureSpec | None = None,
+        report: CleaningReport | None = None,
+        vectors: WordVectors | None = None,
+    ) -> Preprocessing:
+        """``features`` (metadata features, None for the paper's id + title model) may need
+        GloVe ``vectors`` for its text group; repairs it makes are counted in ``report``."""
         if title_length < 1:
             raise ValueError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
@@ -46,6 +60,9 @@ class Preprocessing:
             target_mean=float(target.mean()),
             target_std=float(target.std()) or 1.0,
             title_length=title_length,
+            features=FeaturePipeline(features).fit(train, report or CleaningReport(), vectors)
+            if features is not None and features.any
+            else None,
         )
 
     def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -61,6 +78,8 @@ class Preprocessing:
             "movie_id": torch.from_numpy(self.movie_ids.encode(ids)),
             "title": torch.from_numpy(self.titles.encode(frame["title"], self.title_length)),
         }
+        if self.features is not None:
+            tensors["features"] = torch.from_numpy(self.features.transform(frame))
         if TARGET in frame.columns:
             tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))
         return tensors
@@ -73,6 +92,7 @@ class Preprocessing:
             "title_length": self.title_length,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "n_features": len(self.features.names) if self.features is not None else 0,
         }
 
     def state_dict(self) -> dict:
@@ -83,6 +103,7 @@ class Preprocessing:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "title_length": self.title_length,
+            "features": self.features.state_dict() if self.features is not None else None,
         }
 
     @classmethod
@@ -94,4 +115,7 @@ class Preprocessing:
             target_mean=float(state["target_mean"]),
             target_std=float(state["target_std"]),
             title_length=int(state["title_length"]),
+            features=FeaturePipeline.from_state(state["features"])
+            if state.get("features")
+            else None,
         )

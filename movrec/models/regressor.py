@@ -94,6 +94,7 @@ class RatingRegressor(L.LightningModule):
         dropout: float = 0.3,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        n_features: int = 0,
     ):
         super().__init__()
         if not 0 <= dropout < 1:
@@ -111,7 +112,7 @@ class RatingRegressor(L.LightningModule):
             vocab_size, title_dim, title_init, title_trainable, title_vectors
         )
         layers: list[nn.Module] = []
-        width = id_dim + title_dim * title_length
+        width = id_dim + title_dim * title_length + n_features
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
             width = size
@@ -131,6 +132,8 @@ class RatingRegressor(L.LightningModule):
         parts = [self.title_embedding(batch["title"]).flatten(1)]
         if self.movie_embedding is not None:
             parts.insert(0, self.movie_embedding(batch["movie_id"]))
+        if self.hparams.n_features:
+            parts.append(batch["features"])
         out = self.head(torch.cat(parts, dim=1)).squeeze(-1)
         return self.target_mean + self.target_std * out
 
