@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import statistics
@@ -13,11 +14,11 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from movrec.callbacks import EpochTimer
 from movrec.data.datamodule import TmdbDataModule
-from movrec.models.regressor import parameter_counts, regression_metrics
+from movrec.models.regressor import RatingRegressor, parameter_counts, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,15 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
     tensors = datamodule.tensors
     x = torch.cat([tensors["train"]["features"], tensors["val"]["features"]]).numpy()
     y = torch.cat([tensors["train"]["rating"], tensors["val"]["rating"]]).numpy()
-    estimator = instantiate(cfg.model, _convert_="all")
+    estimator_class = get_class(cfg.model._target_)
+    accepted = estimator_class().get_params()
+    # Experiments set neural-model options (e.g. title_pooling) for every model choice.
+    neural = set(inspect.signature(RatingRegressor).parameters) - set(accepted)
+    unused = sorted(k for k in cfg.model if k in neural)
+    if unused:
+        log.info("%s ignores the neural-model options %s", estimator_class.__name__, unused)
+    params = {k: v for k, v in cfg.model.items() if k not in neural and k != "_target_"}
+    estimator = estimator_class(**OmegaConf.to_container(OmegaConf.create(params), resolve=True))
     start = time.perf_counter()
     estimator.fit(x, y)
     seconds = time.perf_counter() - start

@@ -58,13 +58,13 @@ class FeatureSpec:
             raise ValueError(
                 f"data.features.pca_variance must be in (0, 1], got {self.pca_variance}"
             )
+        if TARGET in self.exclude:
+            raise ValueError("vote_average is the target and never a feature")
         known = set(NUMERIC_COLUMNS) | set(DATE_COLUMNS) | set(GROUPS) | set(TEXT_COLUMNS)
         known |= {"genres", "original_language", "production_companies", "director", "cast"}
         unknown = set(self.exclude) - known
         if unknown:
             raise ValueError(f"data.features.exclude: unknown feature(s) {sorted(unknown)}")
-        if TARGET in self.exclude:
-            raise ValueError("vote_average is the target and never a feature")
         self.exclude = list(self.exclude)
 
     def wants(self, name: str) -> bool:
@@ -147,6 +147,9 @@ class FeaturePipeline:
             if column in ZERO_IS_UNKNOWN:
                 values = values.mask(values == 0)
                 out[f"{column}_unknown"] = values.isna().astype(float)
+            elif column == "vote_count":
+                # No votes: TMDb's vote_average is then 0, "no rating" -- a flag the model needs.
+                out["unrated"] = (values == 0).astype(float)
             out[column] = np.log1p(values.clip(lower=0)) if column in LOG_COLUMNS else values
         if "release_date" in frame.columns:
             dates = pd.to_datetime(frame["release_date"], errors="coerce", format="%Y-%m-%d")
@@ -178,16 +181,22 @@ class FeaturePipeline:
         filled = raw.fillna(medians)
         keep = list(filled.columns)
         correlation = filled.corr().fillna(0.0)
+        # Of each pair above the threshold, keep the one that tells more about the target.
+        relevance = filled.corrwith(train[TARGET].astype(float)).abs().fillna(0.0)
         dropped: dict[str, str] = {}
         threshold = self.spec.correlation_threshold
         if threshold is not None:
-            for a in list(keep):
-                if a not in keep:
-                    continue
-                for b in list(keep)[list(keep).index(a) + 1 :]:
-                    if abs(correlation.loc[a, b]) > threshold:
-                        keep.remove(b)
-                        dropped[b] = f"|r|={abs(correlation.loc[a, b]):.2f} with {a}"
+            pairs = [
+                (abs(correlation.loc[a, b]), a, b)
+                for i, a in enumerate(keep)
+                for b in keep[i + 1 :]
+                if abs(correlation.loc[a, b]) > threshold
+            ]
+            for r, a, b in sorted(pairs, reverse=True):
+                if a in keep and b in keep:
+                    weaker, stronger = (a, b) if relevance[a] < relevance[b] else (b, a)
+                    keep.remove(weaker)
+                    dropped[weaker] = f"|r|={r:.2f} with {stronger}"
         mean = filled[keep].mean()
         std = filled[keep].std(ddof=0).replace(0.0, 1.0)
         self.state["numeric"] = {

@@ -20,6 +20,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, 
 # Index 0 of the title input is padding: the datamodule pads titles with it.
 PADDING_INDEX = 0
 TITLE_INITS = ("random", "glove")
+TITLE_POOLINGS = ("flatten", "mean")  # flatten: the paper's 15 x 50 input; mean: over real words
 KERAS_EMBEDDING_RANGE = 0.05  # Keras' default uniform init, as in the paper's code
 
 
@@ -95,8 +96,13 @@ class RatingRegressor(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         n_features: int = 0,
+        title_pooling: str = "flatten",
     ):
         super().__init__()
+        if title_pooling not in TITLE_POOLINGS:
+            raise ValueError(
+                f"model.title_pooling must be one of {list(TITLE_POOLINGS)}, got {title_pooling!r}"
+            )
         if not 0 <= dropout < 1:
             raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -112,7 +118,8 @@ class RatingRegressor(L.LightningModule):
             vocab_size, title_dim, title_init, title_trainable, title_vectors
         )
         layers: list[nn.Module] = []
-        width = id_dim + title_dim * title_length + n_features
+        title_width = title_dim * title_length if title_pooling == "flatten" else title_dim
+        width = id_dim + title_width + n_features
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
             width = size
@@ -129,13 +136,20 @@ class RatingRegressor(L.LightningModule):
         self.test_metrics = regression_metrics("test/")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.title_embedding(batch["title"]).flatten(1)]
+        parts = [self._title(batch["title"])]
         if self.movie_embedding is not None:
             parts.insert(0, self.movie_embedding(batch["movie_id"]))
         if self.hparams.n_features:
             parts.append(batch["features"])
         out = self.head(torch.cat(parts, dim=1)).squeeze(-1)
         return self.target_mean + self.target_std * out
+
+    def _title(self, tokens: torch.Tensor) -> torch.Tensor:
+        vectors = self.title_embedding(tokens)
+        if self.hparams.title_pooling == "flatten":
+            return vectors.flatten(1)
+        words = (tokens != PADDING_INDEX).sum(1, keepdim=True).clamp(min=1)
+        return vectors.sum(1) / words  # padding rows are zero
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(3, device=self.device)  # squared error, abs error, count

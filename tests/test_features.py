@@ -1,0 +1,197 @@
+"""Metadata features: train-only fitting, no target leak, counted repairs, PCA, reloadable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import make_cfg
+from movrec.data.datamodule import TmdbDataModule
+from movrec.data.features import FeaturePipeline, FeatureSpec
+from movrec.data.glove import PackageGlove
+from movrec.data.synthetic import make_tmdb
+from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits
+from movrec.predict import RatingPredictor
+from movrec.run import train
+
+ALL = {"numeric": True, "categorical": True, "text": True, "credits": True}
+
+
+def clean_frame(n=300, seed=0):
+    movies, credits = make_tmdb(n_movies=n, seed=seed)
+    report = CleaningReport()
+    return merge_credits(clean_movies(movies, report), credits, "id", report), report
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return PackageGlove().load()
+
+
+@pytest.fixture(scope="module")
+def hybrid_dm():
+    dm = TmdbDataModule(synthetic={"n_movies": 600, "seed": 0}, features=ALL, glove=PackageGlove())
+    dm.setup()
+    return dm
+
+
+def test_every_group_contributes_named_columns(hybrid_dm):
+    names = hybrid_dm.preprocessing.features.names
+    for prefix in ("num:", "genres:", "original_language:", "production_companies:", "people:"):
+        assert any(n.startswith(prefix) for n in names), prefix
+    for column in ("overview", "keywords", "tagline"):
+        assert sum(n.startswith(f"{column}:") for n in names) == 50
+    features = hybrid_dm.tensors["train"]["features"]
+    assert features.shape == (len(hybrid_dm.frames["train"]), len(names))
+    assert torch.isfinite(features).all()
+
+
+def test_fitted_on_the_training_split_only(hybrid_dm):
+    poisoned = TmdbDataModule(
+        synthetic={"n_movies": 600, "seed": 0}, features=ALL, glove=PackageGlove()
+    )
+    original = poisoned.load_frame
+    test_ids = set(hybrid_dm.frames["test"]["id"])
+
+    def load_poisoned():
+        frame = original()
+        rows = frame["id"].isin(test_ids)
+        frame.loc[rows, ["budget", "runtime", "popularity"]] = 1e9
+        frame.loc[rows, "genres"] = '[{"id": 1, "name": "Poison"}]'
+        frame.loc[rows, "overview"] = "poison venom toxic"
+        frame.loc[rows, "release_date"] = "2099-01-01"
+        return frame
+
+    poisoned.load_frame = load_poisoned
+    poisoned.setup()
+    assert poisoned.preprocessing.state_dict() == hybrid_dm.preprocessing.state_dict()
+    for split in ("train", "val"):
+        assert torch.equal(
+            poisoned.tensors[split]["features"], hybrid_dm.tensors[split]["features"]
+        )
+
+
+def test_the_target_never_reaches_the_features(vectors):
+    frame, report = clean_frame()
+    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, report, vectors)
+    assert not any("vote_average" in n for n in pipeline.names)
+    shuffled = frame.assign(
+        vote_average=frame["vote_average"].sample(frac=1, random_state=1).values
+    )
+    np.testing.assert_array_equal(pipeline.transform(frame), pipeline.transform(shuffled))
+    np.testing.assert_array_equal(
+        pipeline.transform(frame), pipeline.transform(frame.drop(columns=["vote_average"]))
+    )
+    with pytest.raises(ValueError, match="target"):
+        FeatureSpec(exclude=["vote_average"])
+
+
+def test_pca_keeps_the_configured_variance():
+    frame, report = clean_frame(n=400)
+    spec = FeatureSpec(categorical=False, credits=False, pca_variance=0.95)
+    pipeline = FeaturePipeline(spec).fit(frame, report)
+    fitted = pipeline.state["numeric"]
+    assert fitted["pca"]["explained_variance"] >= 0.95
+    assert 0 < len(fitted["pca"]["components"]) <= len(fitted["columns"])
+    assert pipeline.transform(frame).shape[1] == len(fitted["pca"]["components"])
+    with pytest.raises(ValueError, match="pca_variance"):
+        FeatureSpec(pca_variance=1.5)
+
+
+def test_correlated_pairs_keep_the_more_informative_column():
+    frame, report = clean_frame(n=400)
+    frame["popularity"] = np.expm1(np.log1p(frame["vote_count"]) * 1.0001)  # |r| ~ 1
+    pipeline = FeaturePipeline(FeatureSpec(categorical=False, credits=False)).fit(frame, report)
+    dropped = pipeline.state["numeric"]["dropped_correlated"]
+    assert len({"popularity", "vote_count"} & set(dropped)) == 1
+    assert "movie_age" in dropped or "release_year" in dropped  # age = reference - year
+
+
+def test_malformed_cells_are_counted_repairs(vectors):
+    frame, _ = clean_frame()
+    frame.loc[0, "genres"] = "not json"
+    frame.loc[1, "production_companies"] = '{"oops": '
+    frame.loc[2, "release_date"] = "soon"
+    frame.loc[3, "cast"] = "[broken"
+    report = CleaningReport()
+    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, report, vectors)
+    counts = report.counts
+    assert counts["genres: malformed JSON -> empty"] >= 1
+    assert counts["production_companies: malformed JSON -> empty"] >= 1
+    assert counts["release_date: not a date -> missing"] == 1
+    assert counts["cast: malformed JSON -> empty"] >= 1
+    assert np.isfinite(pipeline.transform(frame)).all()
+
+
+def test_top_k_with_an_other_bucket():
+    frame, report = clean_frame()
+    pipeline = FeaturePipeline(FeatureSpec(numeric=False, credits=False, top_companies=2))
+    pipeline.fit(frame, report)
+    names = [n for n in pipeline.names if n.startswith("production_companies:")]
+    assert len(names) == 3 and names[-1] == "production_companies:other"
+    values = pipeline.transform(frame)[:, [pipeline.names.index(n) for n in names]]
+    assert (values.sum(1) >= 1).all()  # every movie has a company: a top one or "other"
+
+
+def test_bad_feature_options_are_named():
+    with pytest.raises(ValueError, match="data.features.exclude"):
+        FeatureSpec(exclude=["budjet"])
+    with pytest.raises(ValueError, match="data.features.text_pooling"):
+        FeatureSpec(text_pooling="median")
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hybrid")
+    return train(make_cfg(out, "experiment=hybrid", "trainer.max_epochs=15")), out
+
+
+def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
+    core = train(make_cfg(tmp_path, "trainer.max_epochs=15"))
+    metrics, _ = hybrid_run
+    assert metrics["data"]["features"] > 0
+    assert metrics["test"]["r2"] > core["test"]["r2"] + 0.1
+
+
+def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):
+    metrics, _ = hybrid_run
+    predictor = RatingPredictor.from_checkpoint(metrics["checkpoint"])
+    dm = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 0}, features=None)
+    dm.setup()
+    test = dm.frames["test"]
+    predicted, _ = predictor.predict(test)
+    batch = predictor.preprocessing.transform(test)
+    with torch.no_grad():
+        direct = predictor.model(batch).numpy()
+    np.testing.assert_array_equal(predicted["predicted_vote_average"].to_numpy(), direct)
+    again, _ = RatingPredictor.from_checkpoint(metrics["checkpoint"]).predict(test)
+    assert again.equals(predicted)
+    y = test["vote_average"].to_numpy()
+    assert np.corrcoef(direct, y)[0, 1] > 0.5
+
+
+def test_gbdt_baseline_writes_the_same_metrics(tmp_path):
+    overrides = ("experiment=hybrid", "data.features.text=true", "model=gbdt")
+    metrics = train(make_cfg(tmp_path, *overrides))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test"] == metrics["test"]
+    assert metrics["test"]["r2"] > 0.3 and metrics["mean_baseline"]["r2"] < 0.05
+
+
+def test_gbdt_without_features_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="data.features"):
+        train(make_cfg(tmp_path, "model=gbdt"))
+
+
+def test_cold_start_drops_post_release_signals_and_the_id(tmp_path):
+    cfg = make_cfg(tmp_path, "experiment=cold_start")
+    assert cfg.model.id_dim == 0
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    names = dm.preprocessing.features.names
+    for leaked in ("vote_count", "popularity", "revenue", "unrated"):
+        assert not any(leaked in n for n in names), leaked
