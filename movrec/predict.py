@@ -45,7 +45,8 @@ class RatingPredictor:
         """``id``, ``title`` and ``predicted_vote_average`` per clean input row, plus repairs."""
         report = CleaningReport()
         frame = clean_movies(movies, report, source="input rows", require_target=False)
-        batch = self.preprocessing.transform(frame.drop(columns=["vote_average"], errors="ignore"))
+        rows = frame.drop(columns=["vote_average"], errors="ignore")
+        batch = self.preprocessing.transform(rows, report)
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         predicted = self.model(batch).cpu().numpy()
         return frame[["id", "title"]].assign(predicted_vote_average=predicted), report

@@ -24,7 +24,7 @@ ALL = {"numeric": True, "categorical": True, "text": True, "credits": True}
 def clean_frame(n=300, seed=0):
     movies, credits = make_tmdb(n_movies=n, seed=seed)
     report = CleaningReport()
-    return merge_credits(clean_movies(movies, report), credits, "id", report), report
+    return merge_credits(clean_movies(movies, report), credits, "id", report)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,8 @@ def test_fitted_on_the_training_split_only(hybrid_dm):
 
 
 def test_the_target_never_reaches_the_features(vectors):
-    frame, report = clean_frame()
-    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, report, vectors)
+    frame = clean_frame()
+    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, vectors)
     assert not any("vote_average" in n for n in pipeline.names)
     shuffled = frame.assign(
         vote_average=frame["vote_average"].sample(frac=1, random_state=1).values
@@ -91,9 +91,9 @@ def test_the_target_never_reaches_the_features(vectors):
 
 
 def test_pca_keeps_the_configured_variance():
-    frame, report = clean_frame(n=400)
+    frame = clean_frame(n=400)
     spec = FeatureSpec(categorical=False, credits=False, pca_variance=0.95)
-    pipeline = FeaturePipeline(spec).fit(frame, report)
+    pipeline = FeaturePipeline(spec).fit(frame)
     fitted = pipeline.state["numeric"]
     assert fitted["pca"]["explained_variance"] >= 0.95
     assert 0 < len(fitted["pca"]["components"]) <= len(fitted["columns"])
@@ -103,34 +103,35 @@ def test_pca_keeps_the_configured_variance():
 
 
 def test_correlated_pairs_keep_the_more_informative_column():
-    frame, report = clean_frame(n=400)
+    frame = clean_frame(n=400)
     frame["popularity"] = np.expm1(np.log1p(frame["vote_count"]) * 1.0001)  # |r| ~ 1
-    pipeline = FeaturePipeline(FeatureSpec(categorical=False, credits=False)).fit(frame, report)
+    pipeline = FeaturePipeline(FeatureSpec(categorical=False, credits=False)).fit(frame)
     dropped = pipeline.state["numeric"]["dropped_correlated"]
     assert len({"popularity", "vote_count"} & set(dropped)) == 1
     assert "movie_age" in dropped or "release_year" in dropped  # age = reference - year
 
 
 def test_malformed_cells_are_counted_repairs(vectors):
-    frame, _ = clean_frame()
+    frame = clean_frame()
     frame.loc[0, "genres"] = "not json"
     frame.loc[1, "production_companies"] = '{"oops": '
     frame.loc[2, "release_date"] = "soon"
     frame.loc[3, "cast"] = "[broken"
+    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, vectors)
     report = CleaningReport()
-    pipeline = FeaturePipeline(FeatureSpec(**ALL)).fit(frame, report, vectors)
+    values = pipeline.transform(frame, report)
     counts = report.counts
     assert counts["genres: malformed JSON -> empty"] >= 1
     assert counts["production_companies: malformed JSON -> empty"] >= 1
     assert counts["release_date: not a date -> missing"] == 1
     assert counts["cast: malformed JSON -> empty"] >= 1
-    assert np.isfinite(pipeline.transform(frame)).all()
+    assert np.isfinite(values).all()
 
 
 def test_top_k_with_an_other_bucket():
-    frame, report = clean_frame()
+    frame = clean_frame()
     pipeline = FeaturePipeline(FeatureSpec(numeric=False, credits=False, top_companies=2))
-    pipeline.fit(frame, report)
+    pipeline.fit(frame)
     names = [n for n in pipeline.names if n.startswith("production_companies:")]
     assert len(names) == 3 and names[-1] == "production_companies:other"
     values = pipeline.transform(frame)[:, [pipeline.names.index(n) for n in names]]

@@ -154,9 +154,12 @@ class TmdbDataModule(L.LightningDataModule):
             spec = self.feature_spec
             vectors = self.word_vectors() if spec is not None and spec.text else None
             self.preprocessing = Preprocessing.fit(
-                self.frames["train"], h.num_words, h.title_length, spec, self.report, vectors
+                self.frames["train"], h.num_words, h.title_length, spec, vectors
             )
-        self.tensors = {name: self.preprocessing.transform(f) for name, f in self.frames.items()}
+        self.tensors = {
+            name: self.preprocessing.transform(frame, self.report)
+            for name, frame in self.frames.items()
+        }
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, unknown_id_rate: float = 0.0):
         dataset = TensorBatches(self.tensors[split], unknown_id_rate=unknown_id_rate)

@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 
 from movrec.data.glove import WordVectors
-from movrec.data.tmdb import CleaningReport
+from movrec.data.tmdb import TARGET, CleaningReport
 from movrec.data.vocab import tokenize
 
-TARGET = "vote_average"
 NUMERIC_COLUMNS = ("budget", "revenue", "popularity", "runtime", "vote_count")
 LOG_COLUMNS = ("budget", "revenue", "popularity", "vote_count")
 ZERO_IS_UNKNOWN = ("budget", "revenue", "runtime")
@@ -169,8 +168,8 @@ class FeaturePipeline:
                     out[name] = values
         return pd.DataFrame(out, index=frame.index)
 
-    def _fit_numeric(self, train: pd.DataFrame, report: CleaningReport) -> None:
-        raw = self._numeric_raw(train, report)
+    def _fit_numeric(self, train: pd.DataFrame) -> None:
+        raw = self._numeric_raw(train, None)
         if "release_year" in raw or "movie_age" in raw:
             years = pd.to_datetime(
                 train["release_date"], errors="coerce", format="%Y-%m-%d"
@@ -263,9 +262,9 @@ class FeaturePipeline:
         "original_language": "top_languages",
     }
 
-    def _fit_lists(self, train: pd.DataFrame, report: CleaningReport) -> None:
+    def _fit_lists(self, train: pd.DataFrame) -> None:
         vocabularies = {}
-        for name, lists in self._lists(train, report).items():
+        for name, lists in self._lists(train, None).items():
             if name == "people":
                 vocabularies[name] = _top(lists, self.spec.top_people, min_count=2)
             else:
@@ -327,13 +326,12 @@ class FeaturePipeline:
         return blocks, names
 
     # ---- public ---------------------------------------------------------------------------
-    def fit(
-        self, train: pd.DataFrame, report: CleaningReport, vectors: WordVectors | None = None
-    ) -> FeaturePipeline:
+    def fit(self, train: pd.DataFrame, vectors: WordVectors | None = None) -> FeaturePipeline:
+        """Repairs are counted when frames are transformed (every split), not here."""
         self.state = {}
         if self.spec.numeric:
-            self._fit_numeric(train, report)
-        self._fit_lists(train, report)
+            self._fit_numeric(train)
+        self._fit_lists(train)
         if self.spec.text:
             self._fit_text(train, vectors)
         self.names = self.transform_with_names(train)[1]

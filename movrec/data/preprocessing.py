@@ -12,10 +12,8 @@ import torch
 
 from movrec.data.features import FeaturePipeline, FeatureSpec
 from movrec.data.glove import WordVectors
-from movrec.data.tmdb import NUMERIC_COLUMNS, CleaningReport
+from movrec.data.tmdb import NUMERIC_COLUMNS, TARGET, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
-
-TARGET = "vote_average"
 
 
 class Preprocessing:
@@ -44,11 +42,10 @@ class Preprocessing:
         num_words: int,
         title_length: int,
         features: FeatureSpec | None = None,
-        report: CleaningReport | None = None,
         vectors: WordVectors | None = None,
     ) -> Preprocessing:
         """``features`` (metadata features, None for the paper's id + title model) may need
-        GloVe ``vectors`` for its text group; repairs it makes are counted in ``report``."""
+        GloVe ``vectors`` for its text group."""
         if title_length < 1:
             raise ValueError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
@@ -60,7 +57,7 @@ class Preprocessing:
             target_mean=float(target.mean()),
             target_std=float(target.std()) or 1.0,
             title_length=title_length,
-            features=FeaturePipeline(features).fit(train, report or CleaningReport(), vectors)
+            features=FeaturePipeline(features).fit(train, vectors)
             if features is not None and features.any
             else None,
         )
@@ -70,8 +67,13 @@ class Preprocessing:
         present = {c: v for c, v in self.fill_values.items() if c in frame.columns}
         return frame.fillna(present)
 
-    def transform(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
-        """Model inputs (and the target, when the frame has one) as aligned tensors."""
+    def transform(
+        self, frame: pd.DataFrame, report: CleaningReport | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs (and the target, when the frame has one) as aligned tensors.
+
+        Malformed feature cells become empty or missing values, counted in ``report``.
+        """
         frame = self.fill(frame)
         ids = frame["movie_id"] if "movie_id" in frame.columns else frame["id"]
         tensors = {
@@ -79,7 +81,7 @@ class Preprocessing:
             "title": torch.from_numpy(self.titles.encode(frame["title"], self.title_length)),
         }
         if self.features is not None:
-            tensors["features"] = torch.from_numpy(self.features.transform(frame))
+            tensors["features"] = torch.from_numpy(self.features.transform(frame, report))
         if TARGET in frame.columns:
             tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))
         return tensors

@@ -31,6 +31,7 @@ NUMERIC_COLUMNS = ("budget", "revenue", "popularity", "runtime", "vote_count")
 UNKNOWN_TEXT_COLUMNS = ("homepage", "tagline")
 MERGE_KEYS = ("id", "title")
 RATING_RANGE = (0.0, 10.0)
+TARGET = "vote_average"  # TMDb's mean user rating, 0-10: what every model predicts
 
 
 @dataclass
