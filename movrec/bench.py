@@ -114,12 +114,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--synthetic", action="store_true", help="time on synthetic data instead")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--experiment", help="an experiment config to time, e.g. hybrid")
     parser.add_argument("--no-cli", action="store_true", help="skip the whole train.py run")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     data = ["data=synthetic"] if args.synthetic else []
     if args.data_dir:
         data.append(f"data.dir={Path(args.data_dir).resolve()}")
+    if args.experiment:
+        data.append(f"experiment={args.experiment}")
 
     results: dict = {"epochs": args.epochs, "seconds_per_epoch": {}}
     with tempfile.TemporaryDirectory() as tmp:

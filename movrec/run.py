@@ -51,6 +51,13 @@ def build_datamodule(cfg: DictConfig) -> TmdbDataModule:
     summary = datamodule.summary()
     log.info("data: %s rows %s", summary["sources"], summary["rows"])
     log.info("cleaning (%s):\n%s", summary["sources"]["movies"], datamodule.report.table())
+    features = datamodule.preprocessing.features
+    if features is not None:
+        log.info(
+            "%d features; numeric correlations (train split):\n%s\ndropped as |r| > %s: %s",
+            len(features.names), features.correlation_table(),
+            features.spec.correlation_threshold, summary["features"]["dropped_correlated"],
+        )  # fmt: skip
     return datamodule
 
 

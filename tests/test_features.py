@@ -154,7 +154,8 @@ def hybrid_run(tmp_path_factory):
 def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
     core = train(make_cfg(tmp_path, "trainer.max_epochs=15"))
     metrics, _ = hybrid_run
-    assert metrics["data"]["features"] > 0
+    assert metrics["data"]["features"]["n"] > 0
+    assert "budget" in metrics["data"]["features"]["correlation"]
     assert metrics["test"]["r2"] > core["test"]["r2"] + 0.1
 
 

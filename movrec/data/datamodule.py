@@ -217,7 +217,7 @@ class TmdbDataModule(L.LightningDataModule):
             "rows": {name: len(f) for name, f in self.frames.items()},
             "vocabulary": len(self._fitted().titles),
             "movie_ids": len(self._fitted().movie_ids),
-            "features": self._fitted().model_sizes()["n_features"],
+            "features": self._fitted().features.summary() if self._fitted().features else None,
             "cleaning": dict(self.report.counts),
         }
 

@@ -361,6 +361,21 @@ class FeaturePipeline:
     def transform(self, frame: pd.DataFrame, report: CleaningReport | None = None) -> np.ndarray:
         return self.transform_with_names(frame, report)[0]
 
+    def summary(self) -> dict:
+        """Width, and the Chapter 3 correlation analysis of the numeric block (train split)."""
+        numeric = self.state.get("numeric", {})
+        return {
+            "n": len(self.names),
+            "numeric_columns": numeric.get("columns", []),
+            "dropped_correlated": numeric.get("dropped_correlated", {}),
+            "correlation": numeric.get("correlation", {}),
+            "pca_explained_variance": numeric.get("pca", {}).get("explained_variance"),
+        }
+
+    def correlation_table(self) -> str:
+        matrix = pd.DataFrame(self.state.get("numeric", {}).get("correlation", {}))
+        return matrix.round(2).to_string() if not matrix.empty else "(no numeric features)"
+
     def state_dict(self) -> dict:
         return {"spec": {**self.spec.__dict__}, "state": self.state}
 
