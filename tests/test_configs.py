@@ -16,25 +16,36 @@ from movrec.run import instantiate_group
 
 GROUPS = {
     group: sorted(p.stem for p in (__import__("pathlib").Path(CONF_DIR) / group).glob("*.yaml"))
-    for group in ("model", "data", "trainer", "callbacks", "logger", "glove")
+    for group in ("model", "data", "trainer", "callbacks", "logger", "glove", "experiment")
 }
+NEURAL = ["deep", "finetuned_glove", "glove"]
 
 
 def test_every_group_has_its_options():
-    assert GROUPS["model"] == ["deep", "finetuned_glove", "glove"]
+    assert GROUPS["model"] == ["deep", "finetuned_glove", "gbdt", "glove"]
+    assert GROUPS["experiment"] == ["cold_start", "hybrid"]
     assert GROUPS["data"] == ["synthetic", "tmdb"]
     assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_sim", "default", "gpu"]
 
 
 @pytest.mark.parametrize(
     ("model", "data", "trainer"),
-    list(itertools.product(GROUPS["model"], GROUPS["data"], GROUPS["trainer"])),
+    list(itertools.product(NEURAL, GROUPS["data"], GROUPS["trainer"])),
 )
 def test_composes_and_resolves(cfg_factory, model, data, trainer):
     cfg = cfg_factory(f"model={model}", f"data={data}", f"trainer={trainer}", "data.dir=somewhere")
     OmegaConf.resolve(cfg)
     assert cfg.model._target_ == "movrec.models.regressor.RatingRegressor"
     assert cfg.trainer._target_ == "lightning.Trainer"
+
+
+@pytest.mark.parametrize("model", GROUPS["model"])
+@pytest.mark.parametrize("experiment", GROUPS["experiment"])
+def test_experiments_compose_with_every_model(cfg_factory, experiment, model):
+    cfg = cfg_factory(f"experiment={experiment}", f"model={model}")
+    OmegaConf.to_container(cfg, resolve=True)
+    assert cfg.data.features.numeric and cfg.trainer.max_epochs > 10
+    assert ("vote_count" in cfg.data.features.exclude) is (experiment == "cold_start")
 
 
 @pytest.mark.parametrize("group", ["callbacks", "logger", "glove"])
@@ -48,7 +59,7 @@ def test_other_groups_compose(cfg_factory, group):
 
 
 def test_variants_differ_only_in_title_embedding(cfg_factory):
-    models = {m: OmegaConf.to_container(cfg_factory(f"model={m}").model) for m in GROUPS["model"]}
+    models = {m: OmegaConf.to_container(cfg_factory(f"model={m}").model) for m in NEURAL}
     expected = {
         "deep": ("random", True),
         "glove": ("glove", False),

@@ -128,3 +128,13 @@ def test_planted_signal_separates_working_from_broken_models():
         r2[name] = trainer.test(model, datamodule=data, verbose=False)[0]["test/r2"]
     assert r2["working"] > 0.1, r2
     assert r2["broken"] < 0.02, r2
+
+
+def test_mean_title_pooling_averages_the_real_words():
+    model = RatingRegressor(n_movie_ids=3, vocab_size=6, title_length=4, title_pooling="mean")
+    tokens = torch.tensor([[2, 3, 0, 0], [5, 0, 0, 0]])
+    weight = model.title_embedding.weight
+    expected = torch.stack([(weight[2] + weight[3]) / 2, weight[5]])
+    torch.testing.assert_close(model._title(tokens), expected)
+    with pytest.raises(ValueError, match="model.title_pooling"):
+        RatingRegressor(n_movie_ids=3, vocab_size=6, title_length=4, title_pooling="max")
