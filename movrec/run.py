@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -79,13 +80,14 @@ def build_model(
     return model, glove
 
 
+def regression_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    return {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
+
+
 def mean_baseline(datamodule: TmdbDataModule) -> dict[str, float]:
     """Test metrics of always predicting the training mean: the bar every model must clear."""
     target = datamodule.tensors["test"]["rating"]
-    pred = torch.full_like(target, datamodule.preprocessing.target_mean)
-    return {
-        k.split("/")[-1]: float(v) for k, v in regression_metrics("").forward(pred, target).items()
-    }
+    return regression_scores(torch.full_like(target, datamodule.preprocessing.target_mean), target)
 
 
 def checkpoint_epoch(path: str) -> int | None:
@@ -132,11 +134,13 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
     accepted = estimator_class().get_params()
     # Experiments set neural-model options (e.g. title_pooling) for every model choice.
     neural = set(inspect.signature(RatingRegressor).parameters) - set(accepted)
-    unused = sorted(k for k in cfg.model if k in neural)
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    unused = sorted(k for k in options if k in neural)
     if unused:
         log.info("%s ignores the neural-model options %s", estimator_class.__name__, unused)
-    params = {k: v for k, v in cfg.model.items() if k not in neural and k != "_target_"}
-    estimator = estimator_class(**OmegaConf.to_container(OmegaConf.create(params), resolve=True))
+    estimator = estimator_class(
+        **{k: v for k, v in options.items() if k not in neural and k != "_target_"}
+    )
     start = time.perf_counter()
     estimator.fit(x, y)
     seconds = time.perf_counter() - start
@@ -144,12 +148,10 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
     pred = torch.as_tensor(
         estimator.predict(tensors["test"]["features"].numpy()), dtype=target.dtype
     )
-    test = {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
-    test["loss"] = float(torch.nn.functional.mse_loss(pred, target))
     return {
         **hydra_context(),
         "seed": cfg.get("seed"),
-        "test": test,
+        "test": {**regression_scores(pred, target), "loss": float(F.mse_loss(pred, target))},
         "mean_baseline": mean_baseline(datamodule),
         "epochs_run": getattr(estimator, "n_iter_", None),
         "best_epoch": None,
