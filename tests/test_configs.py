@@ -77,7 +77,13 @@ def test_trainer_callbacks_logger_instantiate(cfg_factory, trainer):
     cfg = cfg_factory(f"trainer={trainer}", "logger=tensorboard", "callbacks=default")
     callbacks = instantiate_group(cfg.callbacks)
     names = {type(c).__name__ for c in callbacks}
-    assert names == {"EarlyStopping", "ModelCheckpoint", "RichModelSummary", "RichProgressBar"}
+    assert names == {
+        "EarlyStopping",
+        "ModelCheckpoint",
+        "RichModelSummary",
+        "RichProgressBar",
+        "LearningCurves",
+    }
     trainer_obj = instantiate(
         cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.logger)
     )

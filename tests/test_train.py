@@ -52,6 +52,7 @@ def test_metrics_json_holds_the_run(runs, variant):
     assert (saved["glove"] is None) is (variant == "deep")
     assert len(saved["epoch_seconds"]) == saved["epochs_run"]
     assert Path(saved["checkpoint"]).is_file()
+    assert (out / "learning_curves.png").stat().st_size > 10_000
     assert sum(saved["data"]["rows"].values()) > 1000
 
 
@@ -122,6 +123,15 @@ def test_cli_multirun_sweeps_the_three_models(tmp_path):
     assert sorted(models) == sorted(VARIANTS)
     for i, job in enumerate(jobs):  # job folders are named by number and overrides
         assert job.name.startswith(f"{i}_") and f"model={VARIANTS[i]}" in job.name
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["model"]) == list(VARIANTS) and (summary["status"] == "ok").all()
+    for job, row in zip(jobs, summary.itertuples(), strict=True):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert row.r2 == pytest.approx(metrics["test"]["r2"], abs=1e-12)
+        assert row.rmse == pytest.approx(metrics["test"]["rmse"], abs=1e-12)
+        assert row.epochs_run == metrics["epochs_run"]
+    assert "| model |" in (sweep / "summary.md").read_text()
+    assert (sweep / "comparison.png").stat().st_size > 10_000
 
 
 def test_cli_missing_data_is_a_clear_error(tmp_path):

@@ -1,0 +1,162 @@
+"""One table and one figure for a whole Hydra sweep (the paper's Chapter 5 comparison).
+
+Runs by itself at the end of every multirun (``SweepReport``, a Hydra callback) and can be
+rebuilt from an existing sweep folder: ``python -m movrec.report logs/multiruns/<time>``.
+Writes ``summary.csv`` and ``summary.md`` (one row per job, plus mean ± std over jobs that
+differ only by seed or fold) and ``comparison.png`` (the paper's Fig. 2) into that folder.
+A job without ``metrics.json`` is a failed row, not a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+METRICS = ("mae", "rmse", "r2")
+REPEAT_KEYS = ("seed", "data.fold")  # jobs differing only by these are repeats of one setting
+COLUMNS = (
+    "status", "mae", "rmse", "r2", "epochs_run", "best_epoch", "seconds_per_epoch",
+    "train_seconds", "params_trainable", "params_frozen",
+)  # fmt: skip
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    path = job / ".hydra" / "overrides.yaml"
+    items = yaml.safe_load(path.read_text()) if path.is_file() else []
+    return dict(item.split("=", 1) for item in items or [] if "=" in item)
+
+
+def job_row(job: Path) -> dict[str, Any]:
+    """One job folder as a row: its overrides and its metrics, or status "failed"."""
+    row: dict[str, Any] = {"job": job.name.split("_", 1)[0], **_overrides(job)}
+    path = job / "metrics.json"
+    if not path.is_file():
+        return {**row, "status": "failed"}
+    metrics = json.loads(path.read_text())
+    parameters = metrics.get("parameters") or {}
+    return {
+        **row,
+        "status": "ok",
+        **{m: metrics["test"][m] for m in METRICS},
+        "epochs_run": metrics.get("epochs_run"),
+        "best_epoch": metrics.get("best_epoch"),
+        "seconds_per_epoch": metrics.get("seconds_per_epoch"),
+        "train_seconds": metrics.get("train_seconds"),
+        "params_trainable": parameters.get("trainable"),
+        "params_frozen": parameters.get("frozen"),
+    }
+
+
+def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Rows per job and the override keys that differ between jobs."""
+    jobs = sorted(
+        (p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()),
+        key=lambda p: (len(p.name.split("_")[0]), p.name),
+    )
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (with .hydra/) found")
+    table = pd.DataFrame([job_row(job) for job in jobs])
+    overrides = [c for c in table.columns if c not in COLUMNS and c != "job"]
+    varying = [c for c in overrides if table[c].astype(str).nunique() > 1]
+    return table[["job", *varying, *[c for c in COLUMNS if c in table]]], varying
+
+
+def aggregate(table: pd.DataFrame, varying: list[str]) -> pd.DataFrame | None:
+    """Mean ± std of the metrics over repeats (seeds, folds) of each setting."""
+    repeats = [k for k in varying if k in REPEAT_KEYS]
+    groups = [k for k in varying if k not in REPEAT_KEYS]
+    done = table[table["status"] == "ok"]
+    if not repeats or done.empty:
+        return None
+    grouped = done.groupby(groups, sort=False) if groups else done.groupby(lambda _: "all")
+    out = grouped[list(METRICS)].agg(["mean", "std"])
+    result = pd.DataFrame(index=out.index)
+    for metric in METRICS:
+        mean, std = out[(metric, "mean")], out[(metric, "std")].fillna(0.0)
+        result[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(mean, std, strict=True)]
+    result["runs"] = grouped.size()
+    return result.reset_index()
+
+
+def comparison_figure(table: pd.DataFrame, varying: list[str]) -> plt.Figure:
+    """Fig. 2: one bar group per metric, one bar per setting (averaged over repeats)."""
+    done = table[table["status"] == "ok"]
+    groups = [k for k in varying if k not in REPEAT_KEYS]
+    labels = done[groups].astype(str).agg(", ".join, axis=1) if groups else done["job"]
+    means = done.assign(setting=labels.values).groupby("setting", sort=False)[list(METRICS)].mean()
+    figure, axis = plt.subplots(figsize=(max(6, 2 + 1.5 * len(METRICS) * len(means) / 3), 4.5))
+    width = 0.8 / max(len(means), 1)
+    for i, (setting, values) in enumerate(means.iterrows()):
+        positions = [m + i * width for m in range(len(METRICS))]
+        bars = axis.bar(positions, values.to_numpy(), width, label=setting)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+    axis.set_xticks([m + width * (len(means) - 1) / 2 for m in range(len(METRICS))])
+    axis.set_xticklabels([m.upper() for m in METRICS])
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set(title="Model performance comparison (test split)", ylabel="Score")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = [
+        "| " + " | ".join("" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v)
+                          for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]  # fmt: skip
+    return "\n".join([header, rule, *body])
+
+
+def write_report(sweep_dir: str | Path) -> pd.DataFrame:
+    sweep_dir = Path(sweep_dir)
+    table, varying = jobs_table(sweep_dir)
+    table.to_csv(sweep_dir / "summary.csv", index=False)
+    parts = [f"# Sweep {sweep_dir.name}", "", "## Jobs", "", _markdown(table)]
+    aggregated = aggregate(table, varying)
+    if aggregated is not None:
+        parts += ["", "## Mean ± std over seeds / folds", "", _markdown(aggregated)]
+    (sweep_dir / "summary.md").write_text("\n".join(parts) + "\n")
+    if (table["status"] == "ok").any():
+        figure = comparison_figure(table, varying)
+        figure.savefig(sweep_dir / "comparison.png", dpi=120)
+        plt.close(figure)
+    log.info("sweep report: %s", sweep_dir / "summary.md")
+    return table
+
+
+class SweepReport(Callback):
+    """Hydra callback: writes the report into the sweep folder when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            write_report(sweep_dir)
+        except FileNotFoundError as err:  # nothing ran: say so, do not fail the sweep
+            log.warning("no sweep report: %s", err)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Rebuild the report of a Hydra sweep folder.")
+    parser.add_argument("sweep_dir", help="e.g. logs/multiruns/2026-11-25_10-00-00")
+    table = write_report(parser.parse_args(argv).sweep_dir)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

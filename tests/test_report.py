@@ -1,0 +1,46 @@
+"""The sweep report: rows equal each job's metrics.json, repeats aggregate, failures show."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pandas as pd
+import pytest
+
+from movrec.report import write_report
+
+
+def fake_job(sweep, number, overrides, r2=None):
+    job = sweep / f"{number}_{','.join(overrides)}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if r2 is not None:
+        metrics = {
+            "test": {"mae": 1 - r2, "rmse": 2 - r2, "r2": r2, "loss": 0.0},
+            "epochs_run": 5, "best_epoch": 3, "seconds_per_epoch": 0.1, "train_seconds": 0.5,
+            "parameters": {"trainable": 10, "frozen": 2},
+        }  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def test_report_rows_aggregates_and_failed_jobs(tmp_path):
+    r2 = {("deep", 0): 0.1, ("deep", 1): 0.3, ("glove", 0): 0.2, ("glove", 1): None}
+    for number, ((model, seed), value) in enumerate(r2.items()):
+        fake_job(tmp_path, number, [f"model={model}", f"seed={seed}", "data=synthetic"], value)
+    table = write_report(tmp_path)
+    assert list(table["status"]) == ["ok", "ok", "ok", "failed"]
+    assert "data" not in table.columns  # the same for every job: not a column
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["r2"].tolist()[:3] == pytest.approx([0.1, 0.3, 0.2])
+    markdown = (tmp_path / "summary.md").read_text()
+    deep = [0.1, 0.3]
+    expected = f"{statistics.mean(deep):.4f} ± {statistics.stdev(deep):.4f}"
+    assert expected in markdown and "| failed |" in markdown
+    assert (tmp_path / "comparison.png").is_file()
+
+
+def test_report_of_a_folder_without_jobs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Hydra job folders"):
+        write_report(tmp_path)
