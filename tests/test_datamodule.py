@@ -116,3 +116,17 @@ def test_needs_exactly_one_source():
         TmdbDataModule()
     with pytest.raises(ValueError, match="data.synthetic"):
         TmdbDataModule(dir="x", synthetic=SYNTH)
+
+
+def test_k_fold_rotates_validation_over_the_non_test_rows(dm):
+    folds = [TmdbDataModule(synthetic=SYNTH, folds=4, fold=i) for i in range(4)]
+    for module in folds:
+        module.setup()
+        assert list(module.frames["test"]["id"]) == list(dm.frames["test"]["id"])
+        ids = {name: set(frame["id"]) for name, frame in module.frames.items()}
+        assert not ids["train"] & ids["val"]
+    val_ids = [set(m.frames["val"]["id"]) for m in folds]
+    rest = set(dm.frames["train"]["id"]) | set(dm.frames["val"]["id"])
+    assert set().union(*val_ids) == rest and sum(map(len, val_ids)) == len(rest)
+    with pytest.raises(ValueError, match="data.fold"):
+        TmdbDataModule(synthetic=SYNTH, folds=4, fold=4).setup()

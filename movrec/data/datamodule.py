@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader
 
 from movrec.data.features import FeatureSpec
@@ -66,15 +66,31 @@ def _whole_batch(batch):
 
 
 def split_frame(
-    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int
+    frame: pd.DataFrame,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    folds: int | None = None,
+    fold: int = 0,
 ) -> dict[str, pd.DataFrame]:
-    """Test first, then validation out of the rest: the paper's 80/20, then 20 % of train."""
+    """Test first, then validation out of the rest: the paper's 80/20, then 20 % of train.
+
+    With ``folds`` the non-test rows are cut into that many folds and fold ``fold`` validates
+    (k-fold cross-validation, the test split unchanged).
+    """
     for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
     rest, test = train_test_split(frame, test_size=test_fraction, random_state=seed)
-    train, val = train_test_split(rest, test_size=val_fraction, random_state=seed)
-    return {"train": train, "val": val, "test": test}
+    if folds is None:
+        train, val = train_test_split(rest, test_size=val_fraction, random_state=seed)
+        return {"train": train, "val": val, "test": test}
+    if folds < 2 or not 0 <= fold < folds:
+        raise ValueError(
+            f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
+        )
+    train_rows, val_rows = list(KFold(folds, shuffle=True, random_state=seed).split(rest))[fold]
+    return {"train": rest.iloc[train_rows], "val": rest.iloc[val_rows], "test": test}
 
 
 class TmdbDataModule(L.LightningDataModule):
@@ -100,6 +116,8 @@ class TmdbDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
         features: dict | None = None,
         glove: Any = None,
+        folds: int | None = None,
+        fold: int = 0,
     ):
         super().__init__()
         if (dir is None) == (synthetic is None):
@@ -149,7 +167,9 @@ class TmdbDataModule(L.LightningDataModule):
             return
         frame = self.load_frame()
         h = self.hparams
-        self.frames = split_frame(frame, h.test_fraction, h.val_fraction, h.split_seed)
+        self.frames = split_frame(
+            frame, h.test_fraction, h.val_fraction, h.split_seed, h.folds, h.fold
+        )
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
             spec = self.feature_spec
             vectors = self.word_vectors() if spec is not None and spec.text else None
