@@ -17,6 +17,23 @@ from movrec.data.tmdb import CleaningReport, clean_movies
 from movrec.models.regressor import RatingRegressor
 
 
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[RatingRegressor, dict]:
+    """The trained module and the datamodule state (fitted preprocessing) of a movrec checkpoint."""
+    # Our own checkpoints: they hold plain Python state besides tensors.
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    state = checkpoint.get(TmdbDataModule.__qualname__, {})
+    if state.get("preprocessing") is None:
+        raise ValueError(f"{path}: no fitted preprocessing in this checkpoint (not a movrec run?)")
+    hparams = checkpoint["hyper_parameters"]
+    extra = {}
+    if hparams.get("title_init") == "glove":
+        # Placeholder of the right shape; the trained weights come from the state dict.
+        extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
+    model = RatingRegressor(**hparams, **extra)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model, state
+
+
 class RatingPredictor:
     def __init__(self, model: RatingRegressor, preprocessing: Preprocessing):
         self.model = model.eval()
@@ -24,21 +41,8 @@ class RatingPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> RatingPredictor:
-        # Our own checkpoints: they hold plain Python state besides tensors.
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-        state = checkpoint.get(TmdbDataModule.__qualname__, {}).get("preprocessing")
-        if state is None:
-            raise ValueError(
-                f"{path}: no fitted preprocessing in this checkpoint (not a movrec run?)"
-            )
-        hparams = checkpoint["hyper_parameters"]
-        extra = {}
-        if hparams.get("title_init") == "glove":
-            # Placeholder of the right shape; the trained weights come from the state dict.
-            extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
-        model = RatingRegressor(**hparams, **extra)
-        model.load_state_dict(checkpoint["state_dict"])
-        return cls(model, Preprocessing.from_state(state))
+        model, state = load_checkpoint(path, map_location)
+        return cls(model, Preprocessing.from_state(state["preprocessing"]))
 
     @torch.no_grad()
     def predict(self, movies: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from movrec.callbacks import EpochTimer
 from movrec.data.datamodule import TmdbDataModule
 from movrec.models.regressor import RatingRegressor, parameter_counts, regression_metrics
+from movrec.predict import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,36 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def run_metrics(
+    cfg: DictConfig, datamodule: TmdbDataModule, test: dict[str, float], **fields: Any
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds; every kind of run fills in what it knows."""
+    metrics = {
+        **hydra_context(),
+        "seed": cfg.get("seed"),
+        "test": test,
+        "mean_baseline": mean_baseline(datamodule),
+        "epochs_run": None,
+        "best_epoch": None,
+        "best_val_loss": None,
+        "seconds_per_epoch": None,
+        "epoch_seconds": [],
+        "train_seconds": None,
+        "parameters": {"trainable": 0, "frozen": 0},
+        "data": datamodule.summary(),
+        "glove": None,
+        "checkpoint": None,
+    }
+    unknown = set(fields) - set(metrics)
+    if unknown:
+        raise KeyError(f"not metrics.json fields: {sorted(unknown)}")
+    return {**metrics, **fields}
+
+
+def logged_test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    return {k.split("/", 1)[1]: float(v) for k, v in results[0].items() if k.startswith("test/")}
+
+
 def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -148,22 +179,13 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
     pred = torch.as_tensor(
         estimator.predict(tensors["test"]["features"].numpy()), dtype=target.dtype
     )
-    return {
-        **hydra_context(),
-        "seed": cfg.get("seed"),
-        "test": {**regression_scores(pred, target), "loss": float(F.mse_loss(pred, target))},
-        "mean_baseline": mean_baseline(datamodule),
-        "epochs_run": getattr(estimator, "n_iter_", None),
-        "best_epoch": None,
-        "best_val_loss": None,
-        "seconds_per_epoch": None,
-        "epoch_seconds": [],
-        "train_seconds": seconds,
-        "parameters": {"trainable": 0, "frozen": 0},
-        "data": datamodule.summary(),
-        "glove": None,
-        "checkpoint": None,
-    }
+    return run_metrics(
+        cfg,
+        datamodule,
+        {**regression_scores(pred, target), "loss": float(F.mse_loss(pred, target))},
+        epochs_run=getattr(estimator, "n_iter_", None),
+        train_seconds=seconds,
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -189,24 +211,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
 
-    test = {k.split("/", 1)[1]: float(v) for k, v in results[0].items() if k.startswith("test/")}
-    metrics = {
-        **hydra_context(),
-        "seed": cfg.get("seed"),
-        "test": test,
-        "mean_baseline": mean_baseline(datamodule),
-        "epochs_run": trainer.current_epoch,
-        "best_epoch": checkpoint_epoch(best),
-        "best_val_loss": float(trainer.checkpoint_callback.best_model_score)
-        if best and trainer.checkpoint_callback.best_model_score is not None
-        else None,
-        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
-        "epoch_seconds": seconds,
-        "train_seconds": sum(seconds),
-        "parameters": parameter_counts(model),
-        "data": datamodule.summary(),
-        "glove": glove,
-        "checkpoint": best or None,
-    }
+    score = trainer.checkpoint_callback.best_model_score if best else None
+    metrics = run_metrics(
+        cfg,
+        datamodule,
+        logged_test_metrics(results),
+        epochs_run=trainer.current_epoch,
+        best_epoch=checkpoint_epoch(best),
+        best_val_loss=float(score) if score is not None else None,
+        seconds_per_epoch=statistics.median(seconds) if seconds else None,
+        epoch_seconds=seconds,
+        train_seconds=sum(seconds),
+        parameters=parameter_counts(model),
+        glove=glove,
+        checkpoint=best or None,
+    )
     write_metrics(cfg, metrics)
     return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Re-test a saved checkpoint with its own fitted preprocessing (``train=false``)."""
+    path = cfg.get("ckpt_path")
+    if not path:
+        raise ValueError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
+    model, state = load_checkpoint(path)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.load_state_dict(state)  # the checkpoint's vocabulary, id map, features: no refit
+    datamodule.setup("test")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    metrics = run_metrics(
+        cfg,
+        datamodule,
+        logged_test_metrics(results),
+        best_epoch=checkpoint_epoch(str(path)),
+        parameters=parameter_counts(model),
+        checkpoint=str(path),
+    )
+    write_metrics(cfg, metrics)
+    return metrics
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """``train=true`` (default) fits and tests; ``train=false`` only tests ``ckpt_path``."""
+    return train(cfg) if cfg.get("train", True) else evaluate(cfg)

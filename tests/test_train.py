@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import RatingPredictor
-from movrec.run import train
+from movrec.run import run, train
 
 VARIANTS = ("deep", "glove", "finetuned_glove")
 
@@ -146,3 +146,16 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_path):
+    from conftest import make_cfg
+
+    metrics, _ = runs["glove"]
+    cfg = make_cfg(tmp_path, "model=glove", "train=false", f"ckpt_path={metrics['checkpoint']}")
+    again = run(cfg)
+    assert again["test"] == pytest.approx(metrics["test"], rel=1e-6)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["checkpoint"] == metrics["checkpoint"]
+    with pytest.raises(ValueError, match="ckpt_path"):
+        run(make_cfg(tmp_path, "train=false"))
