@@ -24,6 +24,11 @@ from movrec.predict import load_checkpoint
 
 log = logging.getLogger(__name__)
 
+# experiment=paper: the paper's deep model reads len(title); its GloVe models read word tokens.
+OmegaConf.register_new_resolver(
+    "paper_title_encoding", lambda init: "length" if init == "random" else "tokens", replace=True
+)
+
 METRIC_NAMES = ("mae", "rmse", "r2")
 
 

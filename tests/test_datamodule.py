@@ -130,3 +130,24 @@ def test_k_fold_rotates_validation_over_the_non_test_rows(dm):
     assert set().union(*val_ids) == rest and sum(map(len, val_ids)) == len(rest)
     with pytest.raises(ValueError, match="data.fold"):
         TmdbDataModule(synthetic=SYNTH, folds=4, fold=4).setup()
+
+
+def test_paper_protocol_options():
+    paper = TmdbDataModule(
+        synthetic=SYNTH, id_vocabulary="all", validate_on="test", title_encoding="length"
+    )
+    paper.setup()
+    frames = paper.frames
+    assert frames["val"] is frames["test"]  # the paper validates on its test split
+    assert len(frames["train"]) + len(frames["test"]) == sum(
+        paper.summary()["rows"].values()
+    ) - len(frames["test"])
+    assert (paper.tensors["test"]["movie_id"] != UNKNOWN_ID_INDEX).all()  # ids mapped before split
+    titles = paper.tensors["train"]["title"]
+    assert titles.shape == (len(frames["train"]), 1)
+    assert titles[:, 0].tolist() == [min(len(t), 4999) for t in frames["train"]["title"]]
+    assert paper.model_sizes()["vocab_size"] == 5000 and paper.model_sizes()["title_length"] == 1
+    with pytest.raises(ValueError, match="title_encoding=tokens"):
+        paper.title_embedding()
+    with pytest.raises(ValueError, match="data.validate_on"):
+        TmdbDataModule(synthetic=SYNTH, validate_on="train")

@@ -118,10 +118,19 @@ class TmdbDataModule(L.LightningDataModule):
         glove: Any = None,
         folds: int | None = None,
         fold: int = 0,
+        title_encoding: str = "tokens",
+        id_vocabulary: str = "train",
+        validate_on: str = "val",
     ):
         super().__init__()
         if (dir is None) == (synthetic is None):
             raise ValueError("set exactly one of data.dir (real TMDb files) or data.synthetic")
+        for name, value, allowed in (
+            ("data.id_vocabulary", id_vocabulary, ("train", "all")),
+            ("data.validate_on", validate_on, ("val", "test")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         if not 0 <= unknown_id_rate < 1:
             raise ValueError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
         # `features` None is the paper's model: movie id and title only.
@@ -170,12 +179,17 @@ class TmdbDataModule(L.LightningDataModule):
         self.frames = split_frame(
             frame, h.test_fraction, h.val_fraction, h.split_seed, h.folds, h.fold
         )
+        if h.validate_on == "test":  # the paper's protocol: train on all non-test rows
+            rest = pd.concat([self.frames["train"], self.frames["val"]])
+            self.frames = {"train": rest, "val": self.frames["test"], "test": self.frames["test"]}
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
             spec = self.feature_spec
             vectors = self.word_vectors() if spec is not None and spec.text else None
             self.preprocessing = Preprocessing.fit(
-                self.frames["train"], h.num_words, h.title_length, spec, vectors
-            )
+                self.frames["train"], h.num_words, h.title_length, spec, vectors,
+                title_encoding=h.title_encoding,
+                all_ids=frame["movie_id"] if h.id_vocabulary == "all" else None,
+            )  # fmt: skip
         self.tensors = {
             name: self.preprocessing.transform(frame, self.report)
             for name, frame in self.frames.items()
@@ -219,6 +233,8 @@ class TmdbDataModule(L.LightningDataModule):
 
     def title_embedding(self, oov_init: str = "zeros", seed: int = 0) -> tuple[np.ndarray, dict]:
         """GloVe rows for the fitted title vocabulary, and where they came from (coverage...)."""
+        if self._fitted().title_encoding != "tokens":
+            raise ValueError("GloVe title embeddings need data.title_encoding=tokens")
         start = time.perf_counter()
         vectors = self.word_vectors()
         matrix, coverage = embedding_matrix(vectors, self._fitted().titles, oov_init, seed)

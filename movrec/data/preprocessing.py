@@ -15,6 +15,10 @@ from movrec.data.glove import WordVectors
 from movrec.data.tmdb import NUMERIC_COLUMNS, TARGET, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
 
+# "tokens": word indices; "length": the paper's appendix code for its deep model, which feeds
+# len(title) as the single title token (kept only to reproduce the paper, see experiment=paper).
+TITLE_ENCODINGS = ("tokens", "length")
+
 
 class Preprocessing:
     def __init__(
@@ -26,7 +30,16 @@ class Preprocessing:
         target_std: float,
         title_length: int,
         features: FeaturePipeline | None = None,
+        title_encoding: str = "tokens",
+        length_vocabulary: int = 0,
     ):
+        if title_encoding not in TITLE_ENCODINGS:
+            raise ValueError(
+                f"data.title_encoding must be one of {list(TITLE_ENCODINGS)}, "
+                f"got {title_encoding!r}"
+            )
+        self.title_encoding = title_encoding
+        self.length_vocabulary = length_vocabulary
         self.titles = titles
         self.movie_ids = movie_ids
         self.fill_values = fill_values
@@ -43,16 +56,19 @@ class Preprocessing:
         title_length: int,
         features: FeatureSpec | None = None,
         vectors: WordVectors | None = None,
+        title_encoding: str = "tokens",
+        all_ids: pd.Series | None = None,
     ) -> Preprocessing:
         """``features`` (metadata features, None for the paper's id + title model) may need
-        GloVe ``vectors`` for its text group."""
+        GloVe ``vectors`` for its text group. ``all_ids`` replaces the training ids as the id
+        vocabulary (the paper maps every id before splitting)."""
         if title_length < 1:
             raise ValueError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
         target = train[TARGET].to_numpy(dtype=np.float64)
         return cls(
             titles=TokenVocabulary.fit(train["title"], num_words),
-            movie_ids=IdVocabulary.fit(train["movie_id"]),
+            movie_ids=IdVocabulary.fit(train["movie_id"] if all_ids is None else all_ids),
             fill_values={c: (0.0 if np.isnan(v) else v) for c, v in fill.items()},
             target_mean=float(target.mean()),
             target_std=float(target.std()) or 1.0,
@@ -60,6 +76,8 @@ class Preprocessing:
             features=FeaturePipeline(features).fit(train, vectors)
             if features is not None and features.any
             else None,
+            title_encoding=title_encoding,
+            length_vocabulary=num_words,
         )
 
     def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +96,7 @@ class Preprocessing:
         ids = frame["movie_id"] if "movie_id" in frame.columns else frame["id"]
         tensors = {
             "movie_id": torch.from_numpy(self.movie_ids.encode(ids)),
-            "title": torch.from_numpy(self.titles.encode(frame["title"], self.title_length)),
+            "title": torch.from_numpy(self._titles(frame["title"])),
         }
         if self.features is not None:
             tensors["features"] = torch.from_numpy(self.features.transform(frame, report))
@@ -86,12 +104,19 @@ class Preprocessing:
             tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))
         return tensors
 
+    def _titles(self, titles: pd.Series) -> np.ndarray:
+        if self.title_encoding == "tokens":
+            return self.titles.encode(titles, self.title_length)
+        lengths = titles.astype(str).str.len().to_numpy(dtype=np.int64)
+        return np.clip(lengths, 0, self.length_vocabulary - 1).reshape(-1, 1)
+
     def model_sizes(self) -> dict[str, int | float]:
         """The constructor arguments a model needs to accept these tensors."""
+        tokens = self.title_encoding == "tokens"
         return {
             "n_movie_ids": len(self.movie_ids),
-            "vocab_size": len(self.titles),
-            "title_length": self.title_length,
+            "vocab_size": len(self.titles) if tokens else self.length_vocabulary,
+            "title_length": self.title_length if tokens else 1,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "n_features": len(self.features.names) if self.features is not None else 0,
@@ -106,6 +131,8 @@ class Preprocessing:
             "target_std": self.target_std,
             "title_length": self.title_length,
             "features": self.features.state_dict() if self.features is not None else None,
+            "title_encoding": self.title_encoding,
+            "length_vocabulary": self.length_vocabulary,
         }
 
     @classmethod
@@ -120,4 +147,6 @@ class Preprocessing:
             features=FeaturePipeline.from_state(state["features"])
             if state.get("features")
             else None,
+            title_encoding=state.get("title_encoding", "tokens"),
+            length_vocabulary=int(state.get("length_vocabulary", 0)),
         )

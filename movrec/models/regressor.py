@@ -97,12 +97,17 @@ class RatingRegressor(L.LightningModule):
         weight_decay: float = 0.0,
         n_features: int = 0,
         title_pooling: str = "flatten",
+        output_init: str = "mean",
     ):
         super().__init__()
         if title_pooling not in TITLE_POOLINGS:
             raise ValueError(
                 f"model.title_pooling must be one of {list(TITLE_POOLINGS)}, got {title_pooling!r}"
             )
+        if output_init not in ("mean", "zero"):
+            raise ValueError(f"model.output_init must be 'mean' or 'zero', got {output_init!r}")
+        if output_init == "zero":  # the paper's plain linear output, starting near 0
+            target_mean, target_std = 0.0, 1.0
         if not 0 <= dropout < 1:
             raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
         hidden_sizes = [int(h) for h in hidden_sizes]
