@@ -191,8 +191,8 @@ class TmdbDataModule(L.LightningDataModule):
                 all_ids=frame["movie_id"] if h.id_vocabulary == "all" else None,
             )  # fmt: skip
         self.tensors = {
-            name: self.preprocessing.transform(frame, self.report)
-            for name, frame in self.frames.items()
+            name: self.preprocessing.transform(rows, self.report)
+            for name, rows in self.frames.items()
         }
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, unknown_id_rate: float = 0.0):
