@@ -3,13 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from movrec.run import run
+from movrec.run import objective, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Returns the best validation loss, the objective a Hydra sweeper minimises."""
-    return run(cfg)["best_val_loss"]
+def main(cfg: DictConfig) -> float | None:
+    """Returns the best validation RMSE, the objective a Hydra sweeper (Optuna) minimises."""
+    return objective(run(cfg))
 
 
 if __name__ == "__main__":

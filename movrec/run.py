@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import statistics
 import time
 from pathlib import Path
@@ -256,6 +257,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     write_metrics(cfg, metrics)
     return metrics
+
+
+def objective(metrics: dict[str, Any]) -> float | None:
+    """Best validation RMSE of a run (None for runs without validation, e.g. trees)."""
+    loss = metrics.get("best_val_loss")
+    return math.sqrt(loss) if loss is not None else None
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

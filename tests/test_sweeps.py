@@ -1,0 +1,53 @@
+"""Sweeping at scale: Optuna search and parallel local jobs on tiny synthetic sweeps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import yaml
+
+from conftest import ROOT
+
+TINY = [
+    "data=synthetic",
+    "data.synthetic.n_movies=300",
+    "trainer.max_epochs=2",
+    "logger=none",
+    "callbacks.progress_bar=null",
+]
+
+
+def _train(*args: str, log_dir) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "train.py", *args, *TINY, f"paths.log_dir={log_dir}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_optuna_search_minimises_validation_rmse(tmp_path):
+    _train("hparams_search=optuna", "hydra.sweeper.n_trials=3", log_dir=tmp_path)
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 3 and (summary["status"] == "ok").all()
+    assert {"model.lr", "model.dropout", "model.id_dim", "data.batch_size"} <= set(
+        best["best_params"]
+    )
+    assert best["best_value"] > 0
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    done = _train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=deep,glove",
+                  log_dir=tmp_path)  # fmt: skip
+    assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    assert list(pd.read_csv(sweep / "summary.csv")["model"]) == ["deep", "glove"]
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    cmd = [sys.executable, "train.py", "hydra/launcher=submitit_slurm", "--cfg", "hydra"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SlurmLauncher" in done.stdout
