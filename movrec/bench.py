@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from movrec.run import build_datamodule, build_model, train
 
@@ -85,8 +84,7 @@ def plain_loop_seconds(variant: str, data: list[str], epochs: int) -> list[float
 
 def glove_build_seconds(data: list[str], repeats: int) -> list[float]:
     cfg = compose_cfg([*data, "paths.output_dir=unused"])
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -17,8 +17,10 @@ from movrec.data.tmdb import CleaningReport, clean_movies
 from movrec.models.regressor import RatingRegressor
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[RatingRegressor, dict]:
-    """The trained module and the datamodule state (fitted preprocessing) of a movrec checkpoint."""
+def load_checkpoint(
+    path: str | Path, map_location: str = "cpu"
+) -> tuple[RatingRegressor, dict, int]:
+    """The trained module, the datamodule state (fitted preprocessing) and the 1-based epoch."""
     # Our own checkpoints: they hold plain Python state besides tensors.
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     state = checkpoint.get(TmdbDataModule.__qualname__, {})
@@ -31,7 +33,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Rating
         extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
     model = RatingRegressor(**hparams, **extra)
     model.load_state_dict(checkpoint["state_dict"])
-    return model, state
+    return model, state, int(checkpoint["epoch"]) + 1
 
 
 class RatingPredictor:
@@ -41,7 +43,7 @@ class RatingPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> RatingPredictor:
-        model, state = load_checkpoint(path, map_location)
+        model, state, _ = load_checkpoint(path, map_location)
         return cls(model, Preprocessing.from_state(state["preprocessing"]))
 
     @torch.no_grad()

@@ -241,7 +241,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     path = cfg.get("ckpt_path")
     if not path:
         raise ValueError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
-    model, state = load_checkpoint(path)
+    model, state, epoch = load_checkpoint(path)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.load_state_dict(state)  # the checkpoint's vocabulary, id map, features: no refit
     datamodule.setup("test")
@@ -251,7 +251,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg,
         datamodule,
         logged_test_metrics(results),
-        best_epoch=checkpoint_epoch(str(path)),
+        best_epoch=epoch,
         parameters=parameter_counts(model),
         checkpoint=str(path),
     )

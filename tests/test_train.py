@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, make_cfg
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import RatingPredictor
 from movrec.run import run, train
@@ -23,8 +23,6 @@ VARIANTS = ("deep", "glove", "finetuned_glove")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One short training run per variant, shared by the tests below."""
-    from conftest import make_cfg
-
     results = {}
     for variant in VARIANTS:
         out = tmp_path_factory.mktemp(variant)
@@ -70,9 +68,7 @@ def test_checkpoint_reloads_and_predicts_raw_rows(runs):
     np.testing.assert_array_equal(again["predicted_vote_average"].to_numpy(), pred)
 
 
-def test_same_seed_same_metrics(cfg_factory, tmp_path):
-    from conftest import make_cfg
-
+def test_same_seed_same_metrics(tmp_path):
     overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.synthetic.n_movies=500")
     first = train(make_cfg(tmp_path / "a", *overrides))
     second = train(make_cfg(tmp_path / "b", *overrides))
@@ -149,8 +145,6 @@ def _restore_torch_threads():
 
 
 def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_path):
-    from conftest import make_cfg
-
     metrics, _ = runs["glove"]
     cfg = make_cfg(tmp_path, "model=glove", "train=false", f"ckpt_path={metrics['checkpoint']}")
     again = run(cfg)

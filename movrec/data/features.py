@@ -334,7 +334,7 @@ class FeaturePipeline:
         self._fit_lists(train)
         if self.spec.text:
             self._fit_text(train, vectors)
-        self.names = self.transform_with_names(train)[1]
+        self.names = self._column_names()
         return self
 
     def transform_with_names(
@@ -357,6 +357,10 @@ class FeaturePipeline:
         if not blocks:
             return np.zeros((len(frame), 0), dtype=np.float32), []
         return np.concatenate(blocks, axis=1).astype(np.float32), names
+
+    def _column_names(self) -> list[str]:
+        """Names of the output columns: what the fitted state yields for a frame with no rows."""
+        return self.transform_with_names(pd.DataFrame(columns=["title"]))[1]
 
     def transform(self, frame: pd.DataFrame, report: CleaningReport | None = None) -> np.ndarray:
         return self.transform_with_names(frame, report)[0]
@@ -382,5 +386,5 @@ class FeaturePipeline:
     @classmethod
     def from_state(cls, state: dict) -> FeaturePipeline:
         pipeline = cls(FeatureSpec(**state["spec"]), state["state"])
-        pipeline.names = pipeline.transform_with_names(pd.DataFrame(columns=["title"]))[1]
+        pipeline.names = pipeline._column_names()
         return pipeline

@@ -144,9 +144,7 @@ class Preprocessing:
             target_mean=float(state["target_mean"]),
             target_std=float(state["target_std"]),
             title_length=int(state["title_length"]),
-            features=FeaturePipeline.from_state(state["features"])
-            if state.get("features")
-            else None,
-            title_encoding=state.get("title_encoding", "tokens"),
-            length_vocabulary=int(state.get("length_vocabulary", 0)),
+            features=FeaturePipeline.from_state(state["features"]) if state["features"] else None,
+            title_encoding=state["title_encoding"],
+            length_vocabulary=int(state["length_vocabulary"]),
         )
