@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from movrec.baselines import scores, user_item_bias
 from movrec.callbacks import EpochTimer
 from movrec.data.datamodule import TmdbDataModule
-from movrec.models.regressor import RatingRegressor, parameter_counts, regression_metrics
+from movrec.data.ratings_datamodule import RatingsDataModule
+from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.predict import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -87,14 +89,23 @@ def build_model(
     return model, glove
 
 
-def regression_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    return {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
-
-
 def mean_baseline(datamodule: TmdbDataModule) -> dict[str, float]:
     """Test metrics of always predicting the training mean: the bar every model must clear."""
     target = datamodule.tensors["test"]["rating"]
-    return regression_scores(torch.full_like(target, datamodule.preprocessing.target_mean), target)
+    return scores(torch.full_like(target, datamodule.preprocessing.target_mean), target)
+
+
+def bias_baseline(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, float] | None:
+    """User + movie biases on the same split (user ratings only): the collaborative bar."""
+    if not isinstance(datamodule, RatingsDataModule):
+        return None
+    frames = datamodule.frames
+    return user_item_bias(
+        pd.concat([frames["train"], frames["val"]]),
+        frames["test"],
+        cfg.model.get("ranking_k", 10),
+        cfg.model.get("relevance_threshold", 4.0),
+    )
 
 
 def checkpoint_epoch(path: str) -> int | None:
@@ -105,12 +116,15 @@ def checkpoint_epoch(path: str) -> int | None:
 
 
 def format_table(metrics: dict) -> str:
-    rows = [("", "model", "mean predictor")]
-    for name in METRIC_NAMES:
-        rows.append(
-            (name.upper(), f"{metrics['test'][name]:.4f}", f"{metrics['mean_baseline'][name]:.4f}")
-        )
-    lines = [f"{a:<5} {b:>10} {c:>15}" for a, b, c in rows]
+    columns = {"model": metrics["test"], "mean predictor": metrics["mean_baseline"]}
+    if metrics.get("bias_baseline"):
+        columns["user+movie bias"] = metrics["bias_baseline"]
+    names = [*METRIC_NAMES, *sorted(k for k in metrics["test"] if "@" in k)]
+    lines = ["".join([f"{'':<12}", *(f"{c:>17}" for c in columns)])]
+    for name in names:
+        values = [v.get(name) for v in columns.values()]
+        cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
+        lines.append(f"{name.upper():<12}" + "".join(cells))
     lines.append(
         f"epochs {metrics['epochs_run']} (best {metrics['best_epoch']}), "
         f"{metrics['seconds_per_epoch'] or float('nan'):.3f} s/epoch, "
@@ -129,6 +143,7 @@ def run_metrics(
         "seed": cfg.get("seed"),
         "test": test,
         "mean_baseline": mean_baseline(datamodule),
+        "bias_baseline": bias_baseline(cfg, datamodule),
         "epochs_run": None,
         "best_epoch": None,
         "best_val_loss": None,
@@ -188,7 +203,7 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
     return run_metrics(
         cfg,
         datamodule,
-        {**regression_scores(pred, target), "loss": float(F.mse_loss(pred, target))},
+        scores(pred, target),
         epochs_run=getattr(estimator, "n_iter_", None),
         train_seconds=seconds,
     )

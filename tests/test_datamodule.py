@@ -76,7 +76,7 @@ def test_ids_unseen_in_training_map_to_unknown(dm):
 
 def test_training_batches_replace_a_share_of_ids_with_unknown():
     ids = torch.arange(1, 20001)
-    data = TensorBatches({"movie_id": ids, "rating": ids.float()}, unknown_id_rate=0.25)
+    data = TensorBatches({"movie_id": ids, "rating": ids.float()}, {"movie_id": 0.25})
     batch = data.__getitems__(list(range(20000)))
     share = (batch["movie_id"] == UNKNOWN_ID_INDEX).float().mean().item()
     assert share == pytest.approx(0.25, abs=0.02)

@@ -30,19 +30,21 @@ class TensorBatches(torch.utils.data.Dataset):
     """Aligned in-memory tensors served a whole batch per index lookup.
 
     ``__getitems__`` lets the DataLoader fetch a batch with one tensor index per key instead
-    of collating 64 single rows. During training a share of movie ids (``unknown_id_rate``)
-    is replaced by the unknown index, so the unknown embedding that unseen movies get at
-    test time is a learned one.
+    of collating 64 single rows. During training a share of ids (``unknown_rates``, e.g.
+    ``{"movie_id": 0.1}``) is replaced by the unknown index, so the unknown embedding that
+    unseen movies (or users) get at test time is a learned one.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], unknown_id_rate: float = 0.0):
+    def __init__(
+        self, tensors: dict[str, torch.Tensor], unknown_rates: dict[str, float] | None = None
+    ):
         lengths = {len(t) for t in tensors.values()}
         if len(lengths) != 1:
             raise ValueError(
                 f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }"
             )
         self.tensors = tensors
-        self.unknown_id_rate = unknown_id_rate
+        self.unknown_rates = {k: r for k, r in (unknown_rates or {}).items() if r > 0}
 
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
@@ -50,11 +52,9 @@ class TensorBatches(torch.utils.data.Dataset):
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         batch = {k: v[index] for k, v in self.tensors.items()}
-        if self.unknown_id_rate > 0:
-            ids = batch["movie_id"]
-            batch["movie_id"] = ids.masked_fill(
-                torch.rand(ids.shape) < self.unknown_id_rate, UNKNOWN_ID_INDEX
-            )
+        for key, rate in self.unknown_rates.items():
+            ids = batch[key]
+            batch[key] = ids.masked_fill(torch.rand(ids.shape) < rate, UNKNOWN_ID_INDEX)
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -100,6 +100,8 @@ class TmdbDataModule(L.LightningDataModule):
     are compared on the same rows.
     """
 
+    predicts_tmdb = True  # the target is TMDb's vote_average
+
     def __init__(
         self,
         dir: str | None = None,
@@ -135,6 +137,11 @@ class TmdbDataModule(L.LightningDataModule):
             raise ValueError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
         # `features` None is the paper's model: movie id and title only.
         self.feature_spec = FeatureSpec(**features) if features is not None else None
+        if self.feature_spec is not None and self.feature_spec.vote_average and self.predicts_tmdb:
+            raise ValueError(
+                "data.features.vote_average=true feeds TMDb's rating to the model, but it is "
+                "what this datamodule predicts: only user-rating data may use it"
+            )
         self.glove = glove  # a GloVe source (movrec.data.glove); loaded only when needed
         self.save_hyperparameters(ignore=["glove"], logger=True)
         self.preprocessing: Preprocessing | None = None
@@ -195,13 +202,18 @@ class TmdbDataModule(L.LightningDataModule):
             for name, rows in self.frames.items()
         }
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int, unknown_id_rate: float = 0.0):
-        dataset = TensorBatches(self.tensors[split], unknown_id_rate=unknown_id_rate)
+    def _loader(
+        self, split: str, shuffle: bool, batch_size: int, unknown_rates: dict | None = None
+    ) -> DataLoader:
+        dataset = TensorBatches(self.tensors[split], unknown_rates)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
 
+    def unknown_rates(self) -> dict[str, float]:
+        """Share of each id input replaced by the unknown index in training batches."""
+        return {"movie_id": self.hparams.unknown_id_rate}
+
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        return self._loader("train", True, h.batch_size, h.unknown_id_rate)
+        return self._loader("train", True, self.hparams.batch_size, self.unknown_rates())
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", False, self.hparams.eval_batch_size)

@@ -49,6 +49,9 @@ class FeatureSpec:
     top_people: int = 100
     text_pooling: str = "mean"
     text_vocabulary: int = 20000
+    # TMDb's own rating as an input: only where the target is something else (MovieLens
+    # ratings). Movies without votes get it as missing, with the `unrated` flag.
+    vote_average: bool = False
 
     def __post_init__(self) -> None:
         if self.text_pooling not in POOLINGS:
@@ -150,6 +153,11 @@ class FeaturePipeline:
                 # No votes: TMDb's vote_average is then 0, "no rating" -- a flag the model needs.
                 out["unrated"] = (values == 0).astype(float)
             out[column] = np.log1p(values.clip(lower=0)) if column in LOG_COLUMNS else values
+        if self.spec.vote_average and TARGET in frame.columns:
+            rating = frame[TARGET].astype(float)
+            if "vote_count" in frame.columns:
+                rating = rating.mask(frame["vote_count"].astype(float) == 0)
+            out[TARGET] = rating
         if "release_date" in frame.columns:
             dates = pd.to_datetime(frame["release_date"], errors="coerce", format="%Y-%m-%d")
             if report is not None:
@@ -168,7 +176,7 @@ class FeaturePipeline:
                     out[name] = values
         return pd.DataFrame(out, index=frame.index)
 
-    def _fit_numeric(self, train: pd.DataFrame) -> None:
+    def _fit_numeric(self, train: pd.DataFrame, target: pd.Series) -> None:
         raw = self._numeric_raw(train, None)
         if "release_year" in raw or "movie_age" in raw:
             years = pd.to_datetime(
@@ -181,7 +189,7 @@ class FeaturePipeline:
         keep = list(filled.columns)
         correlation = filled.corr().fillna(0.0)
         # Of each pair above the threshold, keep the one that tells more about the target.
-        relevance = filled.corrwith(train[TARGET].astype(float)).abs().fillna(0.0)
+        relevance = filled.corrwith(target.astype(float)).abs().fillna(0.0)
         dropped: dict[str, str] = {}
         threshold = self.spec.correlation_threshold
         if threshold is not None:
@@ -326,11 +334,17 @@ class FeaturePipeline:
         return blocks, names
 
     # ---- public ---------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame, vectors: WordVectors | None = None) -> FeaturePipeline:
-        """Repairs are counted when frames are transformed (every split), not here."""
+    def fit(
+        self,
+        train: pd.DataFrame,
+        vectors: WordVectors | None = None,
+        target: pd.Series | None = None,
+    ) -> FeaturePipeline:
+        """``target`` (default: ``vote_average``) decides which of two correlated numeric
+        columns stays. Repairs are counted when frames are transformed, not here."""
         self.state = {}
         if self.spec.numeric:
-            self._fit_numeric(train)
+            self._fit_numeric(train, train[TARGET] if target is None else target)
         self._fit_lists(train)
         if self.spec.text:
             self._fit_text(train, vectors)
@@ -340,7 +354,7 @@ class FeaturePipeline:
     def transform_with_names(
         self, frame: pd.DataFrame, report: CleaningReport | None = None
     ) -> tuple[np.ndarray, list[str]]:
-        if TARGET in frame.columns:
+        if TARGET in frame.columns and not self.spec.vote_average:
             frame = frame.drop(columns=[TARGET])  # the target never reaches a feature
         blocks, names = [], []
         if "numeric" in self.state:

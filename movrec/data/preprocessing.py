@@ -32,6 +32,7 @@ class Preprocessing:
         features: FeaturePipeline | None = None,
         title_encoding: str = "tokens",
         length_vocabulary: int = 0,
+        users: IdVocabulary | None = None,
     ):
         if title_encoding not in TITLE_ENCODINGS:
             raise ValueError(
@@ -47,6 +48,7 @@ class Preprocessing:
         self.target_std = target_std
         self.title_length = title_length
         self.features = features
+        self.users = users  # raters (MovieLens users) seen in training; None for TMDb alone
 
     @classmethod
     def fit(
@@ -58,26 +60,41 @@ class Preprocessing:
         vectors: WordVectors | None = None,
         title_encoding: str = "tokens",
         all_ids: pd.Series | None = None,
+        target: pd.Series | None = None,
+        target_scale: tuple[float, float] | None = None,
+        users: pd.Series | None = None,
     ) -> Preprocessing:
-        """``features`` (metadata features, None for the paper's id + title model) may need
+        """Fit on ``train``, one row per training movie.
+
+        ``features`` (metadata features, None for the paper's id + title model) may need
         GloVe ``vectors`` for its text group. ``all_ids`` replaces the training ids as the id
-        vocabulary (the paper maps every id before splitting)."""
+        vocabulary (the paper maps every id before splitting). ``target`` (default
+        ``vote_average``) is what the model predicts, per row of ``train``; ``target_scale``
+        (mean, std) overrides its statistics when the rows are not the training examples
+        (user ratings: one row per movie, many ratings each). ``users`` are the training
+        raters' ids."""
         if title_length < 1:
             raise ValueError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
-        target = train[TARGET].to_numpy(dtype=np.float64)
+        target = train[TARGET] if target is None else target
+        values = target.to_numpy(dtype=np.float64)
+        mean, std = target_scale or (float(values.mean()), float(values.std()))
+        pipeline = (
+            FeaturePipeline(features).fit(train, vectors, target)
+            if features is not None and features.any
+            else None
+        )
         return cls(
             titles=TokenVocabulary.fit(train["title"], num_words),
             movie_ids=IdVocabulary.fit(train["movie_id"] if all_ids is None else all_ids),
             fill_values={c: (0.0 if np.isnan(v) else v) for c, v in fill.items()},
-            target_mean=float(target.mean()),
-            target_std=float(target.std()) or 1.0,
+            target_mean=mean,
+            target_std=std or 1.0,
             title_length=title_length,
-            features=FeaturePipeline(features).fit(train, vectors)
-            if features is not None and features.any
-            else None,
+            features=pipeline,
             title_encoding=title_encoding,
             length_vocabulary=num_words,
+            users=IdVocabulary.fit(users) if users is not None else None,
         )
 
     def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,6 +137,7 @@ class Preprocessing:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "n_features": len(self.features.names) if self.features is not None else 0,
+            "n_user_ids": len(self.users) if self.users is not None else 0,
         }
 
     def state_dict(self) -> dict:
@@ -133,6 +151,7 @@ class Preprocessing:
             "features": self.features.state_dict() if self.features is not None else None,
             "title_encoding": self.title_encoding,
             "length_vocabulary": self.length_vocabulary,
+            "users": self.users.state_dict() if self.users is not None else None,
         }
 
     @classmethod
@@ -147,4 +166,5 @@ class Preprocessing:
             features=FeaturePipeline.from_state(state["features"]) if state["features"] else None,
             title_encoding=state["title_encoding"],
             length_vocabulary=int(state["length_vocabulary"]),
+            users=IdVocabulary.from_state(state["users"]) if state.get("users") else None,
         )

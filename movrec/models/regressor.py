@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalPrecision, RetrievalRecall
 
 # Index 0 of the title input is padding: the datamodule pads titles with it.
 PADDING_INDEX = 0
@@ -27,6 +28,20 @@ KERAS_EMBEDDING_RANGE = 0.05  # Keras' default uniform init, as in the paper's c
 def regression_metrics(prefix: str) -> MetricCollection:
     return MetricCollection(
         {"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False), "r2": R2Score()},
+        prefix=prefix,
+    )
+
+
+def ranking_metrics(prefix: str, k: int) -> MetricCollection:
+    """Per-user top-k metrics over each user's rated test movies; users without a relevant
+    movie are skipped (nothing to find)."""
+    options = {"top_k": k, "empty_target_action": "skip"}
+    return MetricCollection(
+        {
+            f"precision@{k}": RetrievalPrecision(**options),
+            f"recall@{k}": RetrievalRecall(**options),
+            f"ndcg@{k}": RetrievalNormalizedDCG(**options),
+        },
         prefix=prefix,
     )
 
@@ -72,11 +87,22 @@ def parameter_counts(module: nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "frozen": frozen}
 
 
+def keras_uniform(embedding: nn.Embedding) -> nn.Embedding:
+    nn.init.uniform_(embedding.weight, -KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE)
+    return embedding
+
+
 class RatingRegressor(L.LightningModule):
     """Movie-id and title embeddings, flattened and concatenated, then Dense-ReLU-Dropout layers.
 
     Predictions are ``target_mean + target_std * head(x)``: the head starts near the training
     mean, so an undertrained model is no worse than the mean predictor.
+
+    With users (``n_user_ids > 0``, user ratings) a user embedding joins the head's input,
+    and a user bias plus the dot product of the user embedding with a projection of the movie
+    inputs (``movie_representation``: id, title and features in the users' space) are added
+    to the output: matrix factorisation whose item side is content-aware, so movies never
+    seen in training still get a representation.
     """
 
     def __init__(
@@ -98,6 +124,10 @@ class RatingRegressor(L.LightningModule):
         n_features: int = 0,
         title_pooling: str = "flatten",
         output_init: str = "mean",
+        n_user_ids: int = 0,
+        user_dim: int = 32,
+        ranking_k: int = 10,
+        relevance_threshold: float = 4.0,
     ):
         super().__init__()
         if title_pooling not in TITLE_POOLINGS:
@@ -114,17 +144,22 @@ class RatingRegressor(L.LightningModule):
         self.save_hyperparameters(ignore=["title_vectors"])
         self.hparams.hidden_sizes = hidden_sizes
 
-        self.movie_embedding = nn.Embedding(n_movie_ids, id_dim) if id_dim > 0 else None
-        if self.movie_embedding is not None:
-            nn.init.uniform_(
-                self.movie_embedding.weight, -KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE
-            )
+        if n_user_ids and user_dim < 1:
+            raise ValueError(f"model.user_dim must be >= 1 with user ratings, got {user_dim}")
+        self.movie_embedding = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
         self.title_embedding = title_embedding(
             vocab_size, title_dim, title_init, title_trainable, title_vectors
         )
-        layers: list[nn.Module] = []
         title_width = title_dim * title_length if title_pooling == "flatten" else title_dim
-        width = id_dim + title_width + n_features
+        movie_width = id_dim + title_width + n_features
+        self.user_embedding = None
+        if n_user_ids:
+            self.user_embedding = keras_uniform(nn.Embedding(n_user_ids, user_dim))
+            self.user_bias = nn.Embedding(n_user_ids, 1)
+            nn.init.zeros_(self.user_bias.weight)
+            self.movie_projection = nn.Linear(movie_width, user_dim)
+        layers: list[nn.Module] = []
+        width = movie_width + (user_dim if n_user_ids else 0)
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
             width = size
@@ -139,14 +174,33 @@ class RatingRegressor(L.LightningModule):
 
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
+        self.test_ranking = ranking_metrics("test/", ranking_k) if n_user_ids else None
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def movie_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Everything the model knows about a movie, concatenated: id, title, features."""
         parts = [self._title(batch["title"])]
         if self.movie_embedding is not None:
             parts.insert(0, self.movie_embedding(batch["movie_id"]))
         if self.hparams.n_features:
             parts.append(batch["features"])
-        out = self.head(torch.cat(parts, dim=1)).squeeze(-1)
+        return torch.cat(parts, dim=1)
+
+    def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The vector a movie is compared by: its projection into the users' space when the
+        model has users, else its concatenated inputs."""
+        movie = self.movie_inputs(batch)
+        return self.movie_projection(movie) if self.user_embedding is not None else movie
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        movie = self.movie_inputs(batch)
+        if self.user_embedding is None:
+            out = self.head(movie).squeeze(-1)
+        else:
+            users = batch["user_id"]
+            user = self.user_embedding(users)
+            out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
+            out = out + self.user_bias(users).squeeze(-1)
+            out = out + (user * self.movie_projection(movie)).sum(1)
         return self.target_mean + self.target_std * out
 
     def _title(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -175,19 +229,26 @@ class RatingRegressor(L.LightningModule):
         self.log("train/loss", squared / count, prog_bar=True)
         self.log("train/mae", absolute / count)
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection):
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
+    ) -> torch.Tensor:
         pred = self(batch)
         loss = F.mse_loss(pred, batch["rating"])
         metrics.update(pred, batch["rating"])
         size = len(pred)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=size)
+        return pred
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+        pred = self._evaluate(batch, "test", self.test_metrics)
+        if self.test_ranking is not None:
+            relevant = batch["rating"] >= self.hparams.relevance_threshold
+            self.test_ranking.update(pred, relevant, indexes=batch["user_key"])
+            self.log_dict(self.test_ranking, batch_size=len(pred))
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch)
