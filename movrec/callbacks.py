@@ -7,10 +7,13 @@ from pathlib import Path
 
 import lightning as L
 import matplotlib
+import torch
 
 matplotlib.use("Agg")  # files only: runs have no display
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+
+from movrec.data.features import movie_labels  # noqa: E402
 
 
 class EpochTimer(L.Callback):
@@ -89,3 +92,31 @@ class LearningCurves(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = dict(state_dict.get("history", {}))
+
+
+class EmbeddingProjector(L.Callback):
+    """Every movie's representation (``movie_representation``: what ``similar`` compares) in
+    TensorBoard's projector, labelled by title, year and genres. Written after testing, so it
+    shows the tested (best) weights."""
+
+    def __init__(self, tag: str = "movies") -> None:
+        self.tag = tag
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not writers or not trainer.is_global_zero or trainer.datamodule is None:
+            return
+        movies, tensors = trainer.datamodule.catalogue()
+        with torch.no_grad():
+            batch = {k: v.to(pl_module.device) for k, v in tensors.items()}
+            vectors = pl_module.movie_representation(batch).cpu()
+        labels = movie_labels(movies)[["title", "year", "genres"]]
+        # The projector's metadata is tab-separated text: no tabs or newlines inside a cell.
+        cells = labels.astype(str).replace(r"[\t\n\r]", " ", regex=True).to_numpy().tolist()
+        writers[0].experiment.add_embedding(
+            vectors,
+            metadata=cells,
+            metadata_header=list(labels.columns),
+            tag=self.tag,
+            global_step=trainer.global_step,
+        )

@@ -1,58 +1,103 @@
 """Predict ratings for raw TMDb-schema rows from a saved checkpoint, with no refitting.
 
 The checkpoint holds the model weights and hyperparameters and, under the datamodule's
-name, the preprocessing fitted on the training split (vocabulary, id map, fill values).
+class name, the preprocessing fitted on the training split (vocabulary, id maps, features),
+plus the datamodule's own settings, so the data it was trained on can be rebuilt.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from movrec.data.datamodule import TmdbDataModule
 from movrec.data.preprocessing import Preprocessing
+from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.data.tmdb import CleaningReport, clean_movies
 from movrec.models.regressor import RatingRegressor
+
+DATAMODULES = {cls.__qualname__: cls for cls in (TmdbDataModule, RatingsDataModule)}
+
+
+class Checkpoint:
+    """A movrec checkpoint file: the trained module, the fitted preprocessing, the data."""
+
+    def __init__(self, path: str | Path, map_location: str = "cpu"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {self.path}")
+        # Our own checkpoints: they hold plain Python state besides tensors.
+        self.raw = torch.load(self.path, map_location=map_location, weights_only=False)
+        found = [name for name in DATAMODULES if self.raw.get(name, {}).get("preprocessing")]
+        if not found:
+            raise ValueError(
+                f"{self.path}: no fitted preprocessing in this checkpoint (not a movrec run?)"
+            )
+        self.datamodule_name = found[0]
+        self.state: dict = self.raw[self.datamodule_name]
+        self.epoch = int(self.raw["epoch"]) + 1  # 1-based
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_state(self.state["preprocessing"])
+
+    def model(self) -> RatingRegressor:
+        hparams = self.raw["hyper_parameters"]
+        extra = {}
+        if hparams.get("title_init") == "glove":
+            # Placeholder of the right shape; the trained weights come from the state dict.
+            extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
+        model = RatingRegressor(**hparams, **extra)
+        model.load_state_dict(self.raw["state_dict"])
+        return model.eval()
+
+    def datamodule(self, **overrides: Any) -> TmdbDataModule:
+        """The training data rebuilt from the saved settings (``overrides`` replace some, e.g.
+        a folder that moved), transformed by the checkpoint's fitted preprocessing."""
+        settings = {**self.raw.get("datamodule_hyper_parameters", {})}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        datamodule = DATAMODULES[self.datamodule_name](**settings)
+        datamodule.load_state_dict(self.state)
+        datamodule.setup("predict")
+        return datamodule
 
 
 def load_checkpoint(
     path: str | Path, map_location: str = "cpu"
 ) -> tuple[RatingRegressor, dict, int]:
     """The trained module, the datamodule state (fitted preprocessing) and the 1-based epoch."""
-    # Our own checkpoints: they hold plain Python state besides tensors.
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    state = checkpoint.get(TmdbDataModule.__qualname__, {})
-    if state.get("preprocessing") is None:
-        raise ValueError(f"{path}: no fitted preprocessing in this checkpoint (not a movrec run?)")
-    hparams = checkpoint["hyper_parameters"]
-    extra = {}
-    if hparams.get("title_init") == "glove":
-        # Placeholder of the right shape; the trained weights come from the state dict.
-        extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
-    model = RatingRegressor(**hparams, **extra)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model, state, int(checkpoint["epoch"]) + 1
+    checkpoint = Checkpoint(path, map_location)
+    return checkpoint.model(), checkpoint.state, checkpoint.epoch
 
 
 class RatingPredictor:
+    """Ratings for raw TMDb rows: ``vote_average`` for a TMDb model, and for a model trained
+    on user ratings, the rating of a user it has never seen (the unknown user)."""
+
     def __init__(self, model: RatingRegressor, preprocessing: Preprocessing):
         self.model = model.eval()
         self.preprocessing = preprocessing
+        self.column = (
+            "predicted_rating" if preprocessing.users is not None else "predicted_vote_average"
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> RatingPredictor:
-        model, state, _ = load_checkpoint(path, map_location)
-        return cls(model, Preprocessing.from_state(state["preprocessing"]))
+        checkpoint = Checkpoint(path, map_location)
+        return cls(checkpoint.model(), checkpoint.preprocessing)
 
     @torch.no_grad()
     def predict(self, movies: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
-        """``id``, ``title`` and ``predicted_vote_average`` per clean input row, plus repairs."""
+        """``id``, ``title`` and the prediction per clean input row, plus the repairs."""
         report = CleaningReport()
         frame = clean_movies(movies, report, source="input rows", require_target=False)
-        rows = frame.drop(columns=["vote_average"], errors="ignore")
-        batch = self.preprocessing.transform(rows, report)
+        batch = self.preprocessing.transform(frame, report)
+        batch.pop("rating", None)  # the target, when the rows have one: not an input
+        if self.preprocessing.users is not None:
+            batch["user_id"] = torch.zeros(len(frame), dtype=torch.long)  # the unknown user
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         predicted = self.model(batch).cpu().numpy()
-        return frame[["id", "title"]].assign(predicted_vote_average=predicted), report
+        return frame[["id", "title"]].assign(**{self.column: predicted}), report

@@ -258,6 +258,15 @@ class TmdbDataModule(L.LightningDataModule):
         }
         return matrix, info
 
+    def catalogue(self) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+        """Every clean movie of the data (all splits) and its model inputs, row for row: what
+        recommendations and the embedding projector choose from."""
+        movies = pd.concat(self.frames.values()).drop_duplicates("movie_id")
+        movies = movies.sort_values("movie_id").reset_index(drop=True)
+        tensors = self._fitted().transform(movies)
+        tensors.pop("rating", None)
+        return movies, tensors
+
     def summary(self) -> dict:
         """Sizes and repairs, for logs and ``metrics.json``."""
         return {

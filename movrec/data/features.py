@@ -96,6 +96,22 @@ def parse_names(cell: object, report: CleaningReport | None, column: str) -> lis
     return [str(item["name"]) for item in parse_items(cell, report, column) if "name" in item]
 
 
+def movie_labels(movies: pd.DataFrame) -> pd.DataFrame:
+    """What a person reads to recognise a movie: TMDb id, title, year, genres."""
+    years = movies["release_date"].astype(str).str[:4] if "release_date" in movies else ""
+    return pd.DataFrame(
+        {
+            "movie_id": movies["movie_id"].to_numpy(),
+            "title": movies["title"].to_numpy(),
+            "year": pd.Series(years, index=movies.index).where(lambda y: y.str.isdigit(), ""),
+            "genres": [", ".join(parse_names(c, None, "genres")) for c in movies["genres"]]
+            if "genres" in movies
+            else "",
+        },
+        index=movies.index,
+    )
+
+
 def _multi_hot(lists: list[list[str]], vocabulary: Sequence[str], other: bool) -> np.ndarray:
     index = {v: i for i, v in enumerate(vocabulary)}
     out = np.zeros((len(lists), len(vocabulary) + int(other)), dtype=np.float32)

@@ -73,7 +73,7 @@ def join_ratings(
     0.5-5 scale, repeated (user, movie) pairs (the latest kept), movies without a TMDb link,
     and movies not among ``movie_ids`` (the TMDb movies frame).
     """
-    ratings, links = ratings.copy(), links.copy()
+    ratings, links = ratings.reset_index(drop=True), links.reset_index(drop=True)
     report.add("ratings read", len(ratings))
 
     def drop(frame: pd.DataFrame, bad: pd.Series, what: str) -> pd.DataFrame:
@@ -126,8 +126,9 @@ def make_movielens(
     ratings_per_user: int = 40,
     seed: int = 0,
     noise: float = 0.4,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Ratings and links frames in the MovieLens schema over TMDb-schema ``movies``.
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Ratings and links frames in the MovieLens schema over TMDb-schema ``movies``, and each
+    user's planted favourite genre (what a recommender should find).
 
     Each user has a favourite genre and a bias; a rating is the user's bias plus the movie's
     quality (its TMDb ``vote_average``, rescaled) plus 1.5 stars when the movie has the
@@ -144,9 +145,9 @@ def make_movielens(
     votes = pd.to_numeric(movies["vote_count"], errors="coerce").fillna(0).to_numpy()
     popularity = np.log1p(votes) + 1.0
 
-    rows = []
+    rows, favourites = [], {}
     for user in range(1, n_users + 1):
-        favourite = all_genres[rng.integers(len(all_genres))]
+        favourite = favourites[user] = all_genres[rng.integers(len(all_genres))]
         likes = np.array([favourite in names for names in genres])
         weights = popularity * np.where(likes, 3.0, 1.0)
         count = min(len(tmdb_ids), max(5, int(rng.poisson(ratings_per_user))))
@@ -178,13 +179,14 @@ def make_movielens(
             "tmdbId": [None, None, str(int(tmdb_ids.max()) + 1)],
         }
     )
-    return ratings, pd.concat([links, extra], ignore_index=True)
+    favourite = pd.Series(favourites, name="favourite_genre").rename_axis("userId")
+    return ratings, pd.concat([links, extra], ignore_index=True), favourite
 
 
 def write_movielens(directory: str | Path, movies: pd.DataFrame, **kwargs) -> None:
     """Write synthetic ``ratings.csv`` and ``links.csv`` files, e.g. for CLI tests."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    ratings, links = make_movielens(movies, **kwargs)
+    ratings, links, _ = make_movielens(movies, **kwargs)
     ratings.to_csv(directory / RATINGS_FILE, index=False)
     links.to_csv(directory / LINKS_FILE, index=False)

@@ -85,7 +85,7 @@ class RatingsDataModule(TmdbDataModule):
         if h.ratings_dir is not None:
             ratings, links, sources = read_movielens(h.ratings_dir)
         else:
-            ratings, links = make_movielens(self._raw_movies, **h.ratings_synthetic)
+            ratings, links, _ = make_movielens(self._raw_movies, **h.ratings_synthetic)
             sources = {"ratings": f"synthetic({dict(h.ratings_synthetic)})"}
         self.sources.update(sources)
         return join_ratings(ratings, links, movies["movie_id"], self.report)
@@ -129,8 +129,12 @@ class RatingsDataModule(TmdbDataModule):
         tensors["user_id"] = torch.from_numpy(self._fitted().users.encode(ratings["user_id"]))
         # The raw user id groups a user's predictions for the ranking metrics.
         tensors["user_key"] = torch.tensor(ratings["user_id"].to_numpy(dtype=np.int64))
-        tensors["rating"] = torch.from_numpy(ratings["rating"].to_numpy(dtype=np.float32))
+        tensors["rating"] = torch.tensor(ratings["rating"].to_numpy(dtype=np.float32))
         return tensors
+
+    def catalogue(self) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+        """Every TMDb movie, rated by users or not (cold items are recommendable too)."""
+        return self.movies, self.movie_tensors
 
     def unknown_rates(self) -> dict[str, float]:
         return {**super().unknown_rates(), "user_id": self.hparams.unknown_user_rate}

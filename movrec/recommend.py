@@ -1,0 +1,265 @@
+"""Recommendations and predictions from a trained checkpoint: the ``movrec`` command.
+
+::
+
+    movrec similar --title "The Dark Knight" -k 10
+    movrec user --id 42 -k 10
+    movrec new-user --likes "Toy Story" "Up" --genres Animation -k 10
+    movrec predict --csv new_movies.csv
+
+Every command reads a checkpoint (``--ckpt``, default: the newest under ``logs/``) with its
+fitted preprocessing; nothing is refitted. ``similar``, ``user`` and ``new-user`` rebuild the
+run's movies (and ratings) from the data settings saved in the checkpoint (``--data-dir`` /
+``--ratings-dir`` when the files moved). Output is a table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from movrec.data.datamodule import TmdbDataModule
+from movrec.data.features import movie_labels
+from movrec.data.ratings_datamodule import RatingsDataModule
+from movrec.data.tmdb import read_table
+from movrec.models.regressor import RatingRegressor
+from movrec.predict import Checkpoint, RatingPredictor
+
+# New users: their liked movies are fitted as ratings of this value (MovieLens' top).
+LIKED_RATING = 5.0
+
+
+class UnknownTitle(LookupError):
+    def __init__(self, title: str, suggestions: list[str]):
+        hint = f" Did you mean: {'; '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"no movie titled {title!r} in this run's movies.{hint}")
+        self.suggestions = suggestions
+
+
+def latest_checkpoint(log_dir: str | Path) -> Path:
+    """The newest best-model checkpoint (not ``last.ckpt``) under ``log_dir``."""
+    found = [p for p in Path(log_dir).rglob("*.ckpt") if p.name != "last.ckpt"]
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint under {Path(log_dir).resolve()}: train one first "
+            "(python train.py experiment=recommend) or pass --ckpt PATH"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+class Recommender:
+    """A trained model and the movies of its run, ready to rank them."""
+
+    def __init__(self, model: RatingRegressor, datamodule: TmdbDataModule):
+        self.model = model.eval()
+        self.datamodule = datamodule
+        self.movies, self.tensors = datamodule.catalogue()
+        self.labels = movie_labels(self.movies).reset_index(drop=True)
+        self._lower = self.labels["title"].str.lower()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **data_overrides: str | None) -> Recommender:
+        checkpoint = Checkpoint(path)
+        return cls(checkpoint.model(), checkpoint.datamodule(**data_overrides))
+
+    # ---- movies -------------------------------------------------------------------------
+    def find(self, title: str) -> int:
+        """Row of a title (case-insensitive; "Title (year)" picks among remakes)."""
+        wanted = title.strip().lower()
+        with_year = self._lower + " (" + self.labels["year"] + ")"
+        for column in (self._lower, with_year):
+            rows = column.index[column == wanted]
+            if len(rows):
+                return int(rows[0])
+        titles = list(dict.fromkeys(self.labels["title"]))
+        close = difflib.get_close_matches(title, titles, n=5, cutoff=0.6)
+        lowered = {t.lower(): t for t in titles}
+        close += [
+            lowered[t]
+            for t in difflib.get_close_matches(wanted, list(lowered), n=5, cutoff=0.6)
+            if lowered[t] not in close
+        ]
+        contains = [t for t in titles if wanted and wanted in t.lower() and t not in close]
+        raise UnknownTitle(title, (close + contains)[:5])
+
+    def genre_mask(self, genres: Sequence[str]) -> torch.Tensor:
+        """Movies with any of ``genres`` (case-insensitive); unknown genres are an error."""
+        names = {g.strip().lower() for cell in self.labels["genres"] for g in cell.split(",")}
+        names.discard("")
+        unknown = [g for g in genres if g.lower() not in names]
+        if unknown:
+            raise ValueError(f"unknown genre(s) {unknown}; known: {sorted(names)}")
+        wanted = {g.lower() for g in genres}
+        return torch.tensor(
+            [
+                bool(wanted & {g.strip().lower() for g in cell.split(",")})
+                for cell in self.labels["genres"]
+            ]
+        )
+
+    def _batch(self, rows: torch.Tensor | slice, user: int | None = None) -> dict:
+        batch = {k: v[rows] for k, v in self.tensors.items()}
+        if self.model.user_embedding is not None:
+            n = len(next(iter(batch.values())))
+            batch["user_id"] = torch.full((n,), user or 0, dtype=torch.long)
+        return batch
+
+    def table(self, scores: torch.Tensor, exclude: torch.Tensor, k: int, name: str) -> pd.DataFrame:
+        """The ``k`` best-scored movies not excluded, best first."""
+        scores = scores.masked_fill(exclude, float("-inf"))
+        k = min(k, int((~exclude).sum()))
+        top = torch.topk(scores, k).indices
+        out = self.labels.iloc[top.numpy()].reset_index(drop=True)
+        out.insert(0, "rank", range(1, len(out) + 1))
+        return out.assign(**{name: scores[top].numpy()})
+
+    # ---- commands -----------------------------------------------------------------------
+    @torch.no_grad()
+    def similar(self, title: str, k: int = 10) -> pd.DataFrame:
+        """Nearest movies by cosine similarity of the model's movie representations."""
+        row = self.find(title)
+        vectors = F.normalize(self.model.movie_representation(self._batch(slice(None))), dim=1)
+        similarity = vectors @ vectors[row]
+        exclude = torch.zeros(len(similarity), dtype=torch.bool)
+        exclude[row] = True
+        return self.table(similarity, exclude, k, "similarity")
+
+    def _need_users(self) -> RatingsDataModule:
+        if self.model.user_embedding is None or not isinstance(self.datamodule, RatingsDataModule):
+            raise ValueError(
+                "this checkpoint was trained without users: pass --ckpt of a run on user "
+                "ratings (python train.py experiment=recommend)"
+            )
+        return self.datamodule
+
+    @torch.no_grad()
+    def user(self, user_id: int, k: int = 10) -> pd.DataFrame:
+        """Top-``k`` movies the user has not rated, by predicted rating."""
+        datamodule = self._need_users()
+        index = int(datamodule.preprocessing.users.encode([user_id])[0])
+        if index == 0:
+            n = len(datamodule.preprocessing.users) - 1
+            raise ValueError(
+                f"user {user_id} is not among the {n} users seen in training: use new-user"
+            )
+        rated = pd.concat(datamodule.frames.values())
+        rated = set(rated.loc[rated["user_id"] == user_id, "movie_id"])
+        scores = self.model(self._batch(slice(None), index))
+        return self.table(scores, self._movie_mask(rated), k, "predicted_rating")
+
+    def _movie_mask(self, movie_ids: set[int]) -> torch.Tensor:
+        return torch.tensor(self.labels["movie_id"].isin(movie_ids).to_numpy())
+
+    def new_user(
+        self, likes: Sequence[str] = (), genres: Sequence[str] = (), k: int = 10, steps: int = 100
+    ) -> pd.DataFrame:
+        """Recommendations for someone the model has never seen.
+
+        Liked titles are folded in: starting from the learned unknown user, only that user's
+        embedding and bias are fitted so that the liked movies get ``LIKED_RATING`` (the rest
+        of the model is fixed). Genres restrict the candidates to movies of those genres.
+        """
+        self._need_users()
+        if not likes and not genres:
+            raise ValueError("new-user needs --likes and/or --genres")
+        rows = torch.tensor([self.find(t) for t in likes], dtype=torch.long)
+        model = self._fold_in(rows, steps) if len(rows) else self.model
+        with torch.no_grad():
+            scores = model(self._batch(slice(None)))
+        exclude = torch.zeros(len(scores), dtype=torch.bool)
+        exclude[rows] = True
+        if genres:
+            exclude |= ~self.genre_mask(genres)
+        return self.table(scores, exclude, k, "predicted_rating")
+
+    def _fold_in(self, rows: torch.Tensor, steps: int, l2: float = 0.1) -> RatingRegressor:
+        model = copy.deepcopy(self.model)
+        model.requires_grad_(False)
+        weights = (model.user_embedding.weight, model.user_bias.weight)
+        start = [w[0].detach().clone() for w in weights]
+        for w in weights:
+            w.requires_grad_(True)  # only row 0, the unknown user, gets gradients
+        optimizer = torch.optim.Adam(weights, lr=0.05)
+        batch = self._batch(rows)
+        target = torch.full((len(rows),), LIKED_RATING)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = F.mse_loss(model(batch), target)
+            loss = loss + l2 * sum(
+                (w[0] - s).square().sum() for w, s in zip(weights, start, strict=True)
+            )
+            loss.backward()
+            optimizer.step()
+        return model.requires_grad_(False)
+
+
+# ---- command line ---------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ckpt", help="checkpoint file (default: the newest under --logs)")
+    common.add_argument(
+        "--logs", default=os.environ.get("MOVREC_LOG_DIR", "logs"), help="where runs are"
+    )
+    common.add_argument("--json", action="store_true", help="JSON instead of a table")
+    data = argparse.ArgumentParser(add_help=False, parents=[common])
+    data.add_argument("--data-dir", help="TMDb files, if not where the run read them")
+    data.add_argument("--ratings-dir", help="MovieLens files, if not where the run read them")
+    data.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
+
+    parser = argparse.ArgumentParser(prog="movrec", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    similar = commands.add_parser("similar", parents=[data], help="movies like a movie")
+    similar.add_argument("--title", required=True)
+    user = commands.add_parser("user", parents=[data], help="top unseen movies for a user")
+    user.add_argument("--id", type=int, required=True, help="MovieLens userId")
+    new = commands.add_parser("new-user", parents=[data], help="for someone not in the data")
+    new.add_argument("--likes", nargs="+", default=[], metavar="TITLE")
+    new.add_argument("--genres", nargs="+", default=[], metavar="GENRE")
+    predict = commands.add_parser("predict", parents=[common], help="ratings of raw TMDb rows")
+    predict.add_argument("--csv", required=True, help="TMDb-schema CSV (plain, .gz or .zip)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> pd.DataFrame:
+    path = args.ckpt or latest_checkpoint(args.logs)
+    if args.command == "predict":
+        rows = read_table(Path(args.csv))
+        predictions, report = RatingPredictor.from_checkpoint(path).predict(rows)
+        repairs = {k: v for k, v in report.counts.items() if v and k != "rows read"}
+        if repairs:
+            print(f"repairs: {repairs}", file=sys.stderr)
+        return predictions
+    recommender = Recommender.from_checkpoint(path, dir=args.data_dir, ratings_dir=args.ratings_dir)
+    if args.command == "similar":
+        return recommender.similar(args.title, args.k)
+    if args.command == "user":
+        return recommender.user(args.id, args.k)
+    return recommender.new_user(args.likes, args.genres, args.k)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        table = run(args)
+    except (LookupError, ValueError, FileNotFoundError) as err:
+        print(f"movrec: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=2, default=float))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

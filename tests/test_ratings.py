@@ -1,0 +1,202 @@
+"""User ratings (MovieLens schema) on TMDb movies: reading, joining, splitting, the datamodule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from movrec.baselines import fit_biases, scores
+from movrec.data.datamodule import TmdbDataModule
+from movrec.data.movielens import join_ratings, make_movielens, read_movielens, write_movielens
+from movrec.data.ratings_datamodule import RatingsDataModule, split_ratings
+from movrec.data.synthetic import make_tmdb
+from movrec.data.tmdb import CleaningReport
+from movrec.data.vocab import UNKNOWN_ID_INDEX
+from movrec.models.regressor import ranking_metrics
+
+FEATURES = {"numeric": True, "categorical": True, "credits": True, "vote_average": True}
+SYNTHETIC = {"n_movies": 400, "seed": 0}
+USERS = {"n_users": 120, "ratings_per_user": 30, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def movies():
+    return make_tmdb(**SYNTHETIC)[0]
+
+
+@pytest.fixture(scope="module")
+def dm():
+    module = RatingsDataModule(
+        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+    )
+    module.setup()
+    return module
+
+
+def test_join_counts_every_dropped_rating(movies):
+    ratings, links, _ = make_movielens(movies, **USERS)
+    bad = pd.DataFrame(
+        {
+            "userId": ["x", "1", "1", "1", "1", "1"],
+            "movieId": ["1", "1", "2", f"{len(movies) + 1}", f"{len(movies) + 3}", "3"],
+            "rating": ["4.0", "seven", "7.0", "4.0", "4.0", "3.0"],
+            "timestamp": ["1", "2", "3", "4", "5", "not a time"],
+        }
+    )
+    report = CleaningReport()
+    joined = join_ratings(pd.concat([ratings, bad]), links, pd.to_numeric(movies["id"]), report)
+    counts = report.counts
+    assert counts["ratings dropped: user or movie id bad"] == 1
+    assert counts["ratings dropped: rating missing or outside [0.5, 5]"] == 2
+    assert counts["ratings dropped: timestamp missing or not a number"] == 1
+    assert counts["links dropped: movieId or tmdbId missing"] == 2
+    assert counts["ratings dropped: movie has no TMDb link"] == 1
+    assert counts["ratings dropped: movie not among the TMDb movies"] == 1
+    repeated = counts["ratings dropped: repeated (user, movie): latest kept"]
+    assert counts["ratings kept"] == len(joined) == len(ratings) - repeated
+    assert not joined.duplicated(["user_id", "movie_id"]).any()
+    assert set(joined["movie_id"]) <= set(pd.to_numeric(movies["id"]))
+
+
+def test_missing_files_say_what_to_download(tmp_path, movies):
+    with pytest.raises(FileNotFoundError, match="ml-latest-small"):
+        read_movielens(tmp_path)
+    write_movielens(tmp_path, movies, **USERS)
+    ratings, links, sources = read_movielens(tmp_path)
+    assert len(ratings) > 1000 and set(sources) == {"ratings", "links"}
+    (tmp_path / "links.csv").write_text("movieId,imdbId\n1,2\n")
+    with pytest.raises(ValueError, match=r"links.csv.*tmdbId"):
+        read_movielens(tmp_path)
+
+
+def test_splits_hold_their_promise(dm):
+    ratings = pd.concat(dm.frames.values())
+    random = split_ratings(ratings, "random", 0.2, 0.2, 42)
+    assert sum(len(f) for f in random.values()) == len(ratings)
+    assert len(random["test"]) == pytest.approx(0.2 * len(ratings), abs=1)
+
+    cold = split_ratings(ratings, "cold_items", 0.2, 0.2, 42)
+    train_movies = set(cold["train"]["movie_id"])
+    assert not train_movies & set(cold["test"]["movie_id"])
+    assert not train_movies & set(cold["val"]["movie_id"])
+    assert sum(len(f) for f in cold.values()) == len(ratings)
+
+    temporal = split_ratings(ratings, "temporal", 0.2, 0.2, 42)
+    last_train = temporal["train"].groupby("user_id")["timestamp"].max()
+    first_test = temporal["test"].groupby("user_id")["timestamp"].min()
+    assert (last_train.reindex(first_test.index) <= first_test).all()
+    assert set(temporal["test"]["user_id"]) <= set(temporal["train"]["user_id"])
+    with pytest.raises(ValueError, match="data.split"):
+        split_ratings(ratings, "by_genre", 0.2, 0.2, 42)
+
+
+def test_one_example_per_rating_with_user_and_movie_inputs(dm):
+    train = dm.tensors["train"]
+    assert set(train) == {"movie_id", "title", "features", "user_id", "user_key", "rating"}
+    assert len(train["rating"]) == len(dm.frames["train"])
+    assert (train["user_id"] != UNKNOWN_ID_INDEX).all()
+    np.testing.assert_array_equal(train["user_key"].numpy(), dm.frames["train"]["user_id"])
+    assert dm.model_sizes()["n_user_ids"] == dm.frames["train"]["user_id"].nunique() + 1
+    # TMDb's vote_average is a movie feature here: the target is the user's rating.
+    assert "num:vote_average" in dm.preprocessing.features.names
+    assert dm.preprocessing.target_mean == pytest.approx(dm.frames["train"]["rating"].mean())
+
+
+def test_cold_items_test_movies_get_the_unknown_id():
+    module = RatingsDataModule(
+        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, split="cold_items"
+    )
+    module.setup()
+    assert (module.tensors["test"]["movie_id"] == UNKNOWN_ID_INDEX).all()
+    batch = next(iter(module.train_dataloader()))  # unknown users and movies are trained
+    assert {"movie_id", "user_id"} <= set(batch)
+
+
+def test_preprocessing_is_fitted_on_training_ratings_only(dm, monkeypatch):
+    poisoned = RatingsDataModule(
+        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+    )
+    original = poisoned.load_ratings
+
+    def poison(movies):
+        ratings = original(movies)
+        test = split_ratings(ratings, "random", 0.2, 0.2, 42)["test"].index
+        ratings.loc[test, "rating"] = 0.5
+        return ratings
+
+    monkeypatch.setattr(poisoned, "load_ratings", poison)
+    poisoned.setup()
+    assert poisoned.preprocessing.state_dict() == dm.preprocessing.state_dict()
+    assert (poisoned.tensors["test"]["rating"] == 0.5).all()
+
+
+def test_tmdb_data_refuses_its_target_as_a_feature():
+    with pytest.raises(ValueError, match="vote_average"):
+        TmdbDataModule(synthetic=SYNTHETIC, features=FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("split", "by_user"), ("merge_on", "title"), ("folds", 5), ("unknown_user_rate", 1.5)],
+)
+def test_bad_options_name_themselves(option, value):
+    with pytest.raises(ValueError, match=option):
+        RatingsDataModule(synthetic=SYNTHETIC, ratings_synthetic=USERS, **{option: value})
+
+
+def test_state_dict_round_trip_gives_identical_tensors(dm):
+    again = RatingsDataModule(
+        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+    )
+    again.load_state_dict(dm.state_dict())
+    again.setup()
+    for split in ("train", "test"):
+        for key, tensor in dm.tensors[split].items():
+            assert torch.equal(again.tensors[split][key], tensor), (split, key)
+
+
+def test_biases_recover_an_additive_truth():
+    rng = np.random.default_rng(0)
+    users, movies = rng.normal(0, 0.5, 30), rng.normal(0, 0.8, 40)
+    pairs = [(u, m) for u in range(30) for m in range(40) if rng.random() < 0.5]
+    frame = pd.DataFrame(pairs, columns=["user_id", "movie_id"])
+    frame["rating"] = 3.5 + users[frame["user_id"]] + movies[frame["movie_id"]]
+    mean, user_bias, movie_bias = fit_biases(frame, reg_user=0, reg_movie=0, rounds=50)
+    pred = mean + frame["user_id"].map(user_bias) + frame["movie_id"].map(movie_bias)
+    np.testing.assert_allclose(pred, frame["rating"], atol=1e-3)
+
+
+def _reference_ranking(pred, target, users, k):
+    """Precision / recall / NDCG at k per user, averaged over users with a relevant item."""
+    precision, recall, ndcg = [], [], []
+    for user in np.unique(users):
+        p, t = pred[users == user], target[users == user]
+        if not t.any():
+            continue
+        order = np.argsort(-p)[:k]
+        hits = t[order]
+        precision.append(hits.sum() / k)
+        recall.append(hits.sum() / t.sum())
+        gains = (hits / np.log2(np.arange(2, len(hits) + 2))).sum()
+        ideal = (1 / np.log2(np.arange(2, min(k, t.sum()) + 2))).sum()
+        ndcg.append(gains / ideal)
+    return np.mean(precision), np.mean(recall), np.mean(ndcg)
+
+
+def test_ranking_metrics_equal_a_reference_computation():
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 12, 600)
+    ratings = rng.integers(1, 11, 600) / 2
+    pred = ratings + rng.normal(0, 1.0, 600)
+    got = scores(
+        torch.tensor(pred, dtype=torch.float32),
+        torch.tensor(ratings, dtype=torch.float32),
+        ranking_metrics("", 10),
+        torch.tensor(users),
+    )
+    expected = _reference_ranking(pred, ratings >= 4, users, 10)
+    actual = (got["precision@10"], got["recall@10"], got["ndcg@10"])
+    np.testing.assert_allclose(actual, expected, rtol=1e-5)
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean((pred - ratings) ** 2)), rel=1e-5)

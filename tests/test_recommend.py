@@ -1,0 +1,153 @@
+"""The personalised model on synthetic ratings, and the four `movrec` commands on its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_cfg
+from movrec.data.movielens import make_movielens
+from movrec.data.synthetic import make_tmdb
+from movrec.predict import Checkpoint
+from movrec.recommend import Recommender, UnknownTitle, latest_checkpoint, main
+from movrec.run import train
+
+RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recommend")
+    cfg = make_cfg(out, *RECOMMEND, "logger=tensorboard")
+    return train(cfg), cfg, out
+
+
+@pytest.fixture(scope="module")
+def recommender(trained):
+    return Recommender.from_checkpoint(trained[0]["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def world(trained):
+    """The synthetic movies and each user's planted favourite genre."""
+    cfg = trained[1]
+    movies, _ = make_tmdb(**cfg.data.synthetic)
+    return movies, make_movielens(movies, **cfg.data.ratings_synthetic)[2]
+
+
+def test_personalised_model_beats_the_bias_baseline(trained):
+    metrics = trained[0]
+    test, bias = metrics["test"], metrics["bias_baseline"]
+    # Planted tastes are user x genre interactions, which biases cannot express.
+    assert test["rmse"] < 0.85 * bias["rmse"]
+    assert bias["rmse"] < metrics["mean_baseline"]["rmse"]
+    for name in ("precision@10", "recall@10", "ndcg@10"):
+        assert 0 < test[name] <= 1 and 0 < bias[name] <= 1
+    assert test["ndcg@10"] > bias["ndcg@10"]
+
+
+@pytest.mark.parametrize("variant", ["deep", "glove"])
+def test_every_title_variant_trains_with_users(tmp_path, variant):
+    metrics = train(make_cfg(tmp_path, *RECOMMEND, f"model={variant}", "trainer.max_epochs=2"))
+    assert metrics["test"]["rmse"] < metrics["mean_baseline"]["rmse"]
+    assert "ndcg@10" in metrics["test"] and metrics["bias_baseline"] is not None
+
+
+def test_user_recommendations_find_the_planted_taste(recommender, world):
+    _, favourite = world
+    shares = []
+    for user in range(1, 31):
+        top = recommender.user(user, k=10)
+        shares.append(np.mean([favourite[user] in genres for genres in top["genres"]]))
+    # A genre is on about a fifth of the movies; a user's own genre fills most of their top 10.
+    assert np.mean(shares) > 0.6
+
+
+def test_user_recommendations_are_unseen_and_sorted(recommender):
+    frames = pd.concat(recommender.datamodule.frames.values())
+    top = recommender.user(7, k=10)
+    assert len(top) == 10 and list(top["rank"]) == list(range(1, 11))
+    assert not set(top["movie_id"]) & set(frames.loc[frames["user_id"] == 7, "movie_id"])
+    assert top["predicted_rating"].is_monotonic_decreasing
+    with pytest.raises(ValueError, match="new-user"):
+        recommender.user(10_000)
+
+
+@pytest.mark.parametrize("genre", ["Documentary", "Horror"])
+def test_new_user_gets_more_of_what_they_like(recommender, world, genre):
+    movies, _ = world
+    liked = movies[movies["genres"].str.contains(f'"{genre}"')]["title"].head(5).tolist()
+    top = recommender.new_user(likes=liked, k=10)
+    assert np.mean([genre in genres for genres in top["genres"]]) >= 0.5
+    assert not set(top["title"]) & set(liked)
+    by_genre = recommender.new_user(likes=liked[:1], genres=[genre.lower()], k=10)
+    assert all(genre in genres for genres in by_genre["genres"])
+    with pytest.raises(ValueError, match="known"):
+        recommender.new_user(genres=["Western Noir"])
+
+
+def test_similar_ranks_by_representation(recommender, world):
+    movies, _ = world
+    title = movies["title"].iloc[0]
+    top = recommender.similar(title, k=5)
+    assert len(top) == 5 and title not in set(top["title"])
+    assert top["similarity"].is_monotonic_decreasing and top["similarity"].between(-1, 1).all()
+    typo = title[:-1] + "x"
+    with pytest.raises(UnknownTitle) as err:
+        recommender.similar(typo)
+    assert title in err.value.suggestions
+
+
+def test_checkpoint_rebuilds_the_run_without_refitting(trained, recommender):
+    checkpoint = Checkpoint(trained[0]["checkpoint"])
+    assert checkpoint.datamodule_name == "RatingsDataModule"
+    assert recommender.datamodule.preprocessing.state_dict() == checkpoint.state["preprocessing"]
+    again = Recommender.from_checkpoint(trained[0]["checkpoint"])
+    pd.testing.assert_frame_equal(again.user(3), recommender.user(3))
+
+
+def test_cli_commands_print_tables_and_json(trained, world, capsys, tmp_path):
+    checkpoint = trained[0]["checkpoint"]
+    movies, _ = world
+    title = movies["title"].iloc[3]
+    assert main(["similar", "--ckpt", checkpoint, "--title", title, "-k", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and {"title", "similarity", "genres"} <= set(rows[0])
+    assert main(["user", "--ckpt", checkpoint, "--id", "5", "-k", "4"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "predicted_rating" in table[0] and len(table) == 5
+    assert main(["new-user", "--ckpt", checkpoint, "--likes", title, "--genres", "Drama"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 11
+    assert main(["similar", "--ckpt", checkpoint, "--title", title.upper() + "zz"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
+
+    new = movies.head(20).drop(columns=["vote_average", "vote_count"])
+    new.to_csv(tmp_path / "new_movies.csv", index=False)
+    assert main(["predict", "--ckpt", checkpoint, "--csv", str(tmp_path / "new_movies.csv")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "predicted_rating" in out[0] and len(out) == 21
+
+
+def test_latest_checkpoint_is_the_newest_best_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--ckpt"):
+        latest_checkpoint(tmp_path)
+    for i, name in enumerate(["a/epoch001.ckpt", "b/epoch002.ckpt", "b/last.ckpt"]):
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+        os.utime(path, (time.time() + i, time.time() + i))
+    assert latest_checkpoint(tmp_path) == tmp_path / "b/epoch002.ckpt"
+
+
+def test_movie_embeddings_reach_the_tensorboard_projector(trained, recommender):
+    out = trained[2]
+    configs = list(out.rglob("projector_config.pbtxt"))
+    assert len(configs) == 1
+    metadata = next(out.rglob("metadata.tsv")).read_text().splitlines()
+    assert metadata[0].split("\t") == ["title", "year", "genres"]
+    assert len(metadata) == len(recommender.movies) + 1
