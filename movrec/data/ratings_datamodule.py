@@ -101,9 +101,7 @@ class RatingsDataModule(TmdbDataModule):
         h = self.hparams
         movies = self.load_frame()
         ratings = self.load_ratings(movies)
-        self.frames = split_ratings(
-            ratings, h.split, h.test_fraction, h.val_fraction, h.split_seed
-        )
+        self.frames = split_ratings(ratings, h.split, h.test_fraction, h.val_fraction, h.split_seed)
         train = self.frames["train"]
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
             per_movie = train.groupby("movie_id")["rating"].mean()
@@ -148,4 +146,3 @@ class RatingsDataModule(TmdbDataModule):
             "rated_movies": int(ratings["movie_id"].nunique()),
             "train_users": len(self._fitted().users) - 1,
         }
-
