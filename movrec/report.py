@@ -47,10 +47,13 @@ def job_row(job: Path) -> dict[str, Any]:
         return {**row, "status": "failed"}
     metrics = json.loads(path.read_text())
     parameters = metrics.get("parameters") or {}
+    bias = metrics.get("bias_baseline") or {}
     return {
         **row,
         "status": "ok",
         **{m: metrics["test"][m] for m in METRICS},
+        **{m: v for m, v in metrics["test"].items() if "@" in m},  # ranking, with users
+        **{f"bias_{m}": v for m, v in bias.items() if m != "loss"},
         "epochs_run": metrics.get("epochs_run"),
         "best_epoch": metrics.get("best_epoch"),
         "seconds_per_epoch": metrics.get("seconds_per_epoch"),
@@ -58,6 +61,13 @@ def job_row(job: Path) -> dict[str, Any]:
         "params_trainable": parameters.get("trainable"),
         "params_frozen": parameters.get("frozen"),
     }
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """MAE / RMSE / R², then ranking metrics and the bias baseline's, where runs have them."""
+    extra = [c for c in table.columns if "@" in c and not c.startswith("bias_")]
+    bias = [c for c in table.columns if c.startswith("bias_")]
+    return [*METRICS, *extra, *bias]
 
 
 def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -69,9 +79,13 @@ def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (with .hydra/) found")
     table = pd.DataFrame([job_row(job) for job in jobs])
-    overrides = [c for c in table.columns if c not in COLUMNS and c != "job"]
+    metrics = metric_columns(table)
+    overrides = [c for c in table.columns if c not in (*COLUMNS, *metrics, "job")]
     varying = [c for c in overrides if table[c].astype(str).nunique() > 1]
-    return table[["job", *varying, *[c for c in COLUMNS if c in table]]], varying
+    columns = [c for c in COLUMNS if c in table]
+    ordered = [*columns[: columns.index("r2") + 1], *metrics[len(METRICS) :]]
+    ordered += [c for c in columns if c not in ordered]
+    return table[["job", *varying, *ordered]], varying
 
 
 def aggregate(table: pd.DataFrame, varying: list[str]) -> pd.DataFrame | None:
@@ -82,9 +96,10 @@ def aggregate(table: pd.DataFrame, varying: list[str]) -> pd.DataFrame | None:
     if not repeats or done.empty:
         return None
     grouped = done.groupby(groups, sort=False) if groups else done.groupby(lambda _: "all")
-    out = grouped[list(METRICS)].agg(["mean", "std"])
+    metrics = metric_columns(table)
+    out = grouped[metrics].agg(["mean", "std"])
     result = pd.DataFrame(index=out.index)
-    for metric in METRICS:
+    for metric in metrics:
         mean, std = out[(metric, "mean")], out[(metric, "std")].fillna(0.0)
         result[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(mean, std, strict=True)]
     result["runs"] = grouped.size()

@@ -23,7 +23,7 @@ NEURAL = ["deep", "finetuned_glove", "glove"]
 
 def test_every_group_has_its_options():
     assert GROUPS["model"] == ["deep", "finetuned_glove", "gbdt", "glove"]
-    assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper"]
+    assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper", "recommend"]
     assert GROUPS["data"] == ["movielens_synthetic", "movielens_tmdb", "synthetic", "tmdb"]
     assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_sim", "default", "gpu"]
 
@@ -83,6 +83,7 @@ def test_trainer_callbacks_logger_instantiate(cfg_factory, trainer):
         "RichModelSummary",
         "RichProgressBar",
         "LearningCurves",
+        "EmbeddingProjector",
     }
     trainer_obj = instantiate(
         cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.logger)

@@ -15,7 +15,7 @@ from movrec.data.movielens import make_movielens
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import Checkpoint
 from movrec.recommend import Recommender, UnknownTitle, latest_checkpoint, main
-from movrec.run import train
+from movrec.run import run, train
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
 
@@ -109,6 +109,13 @@ def test_checkpoint_rebuilds_the_run_without_refitting(trained, recommender):
     assert recommender.datamodule.preprocessing.state_dict() == checkpoint.state["preprocessing"]
     again = Recommender.from_checkpoint(trained[0]["checkpoint"])
     pd.testing.assert_frame_equal(again.user(3), recommender.user(3))
+
+
+def test_retesting_the_checkpoint_gives_the_same_metrics(trained, tmp_path):
+    metrics = trained[0]
+    again = run(make_cfg(tmp_path, *RECOMMEND, "train=false", f"ckpt_path={metrics['checkpoint']}"))
+    assert again["test"] == pytest.approx(metrics["test"], rel=1e-5)
+    assert again["bias_baseline"] == metrics["bias_baseline"]
 
 
 def test_cli_commands_print_tables_and_json(trained, world, capsys, tmp_path):

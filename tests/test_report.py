@@ -44,3 +44,17 @@ def test_report_rows_aggregates_and_failed_jobs(tmp_path):
 def test_report_of_a_folder_without_jobs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no Hydra job folders"):
         write_report(tmp_path)
+
+
+def test_ranking_metrics_and_the_bias_baseline_are_reported(tmp_path):
+    for number, (seed, ndcg) in enumerate([(0, 0.80), (1, 0.84)]):
+        job = fake_job(tmp_path, number, ["data=movielens_tmdb", f"seed={seed}"], 0.4)
+        metrics = json.loads((job / "metrics.json").read_text())
+        metrics["test"]["ndcg@10"] = ndcg
+        metrics["bias_baseline"] = {"rmse": 0.85, "ndcg@10": 0.83, "loss": 0.7}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    table = write_report(tmp_path)
+    assert table["ndcg@10"].tolist() == [0.80, 0.84]
+    assert table["bias_rmse"].tolist() == [0.85, 0.85] and "bias_loss" not in table
+    assert list(table.columns[:4]) == ["job", "seed", "status", "mae"]  # metrics: no overrides
+    assert "0.8200 ± 0.0283" in (tmp_path / "summary.md").read_text()
