@@ -66,6 +66,12 @@ class Recommender:
         self.movies, self.tensors = datamodule.catalogue()
         self.labels = movie_labels(self.movies).reset_index(drop=True)
         self._lower = self.labels["title"].str.lower()
+        self._genres = [
+            {g.strip().lower() for g in c.split(",")} - {""} for c in self.labels["genres"]
+        ]
+        # Remakes share a title: a bare title means the one most people voted on.
+        votes = self.movies.get("vote_count", pd.Series(0.0, index=self.movies.index))
+        self._votes = pd.Series(votes.fillna(0).to_numpy(dtype=float))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **data_overrides: str | None) -> Recommender:
@@ -74,13 +80,14 @@ class Recommender:
 
     # ---- movies -------------------------------------------------------------------------
     def find(self, title: str) -> int:
-        """Row of a title (case-insensitive; "Title (year)" picks among remakes)."""
+        """Row of a title, case-insensitive. Among remakes the most voted-on one, unless the
+        title says which: "Title (year)"."""
         wanted = title.strip().lower()
         with_year = self._lower + " (" + self.labels["year"] + ")"
         for column in (self._lower, with_year):
             rows = column.index[column == wanted]
             if len(rows):
-                return int(rows[0])
+                return int(self._votes.loc[rows].idxmax())
         titles = list(dict.fromkeys(self.labels["title"]))
         close = difflib.get_close_matches(title, titles, n=5, cutoff=0.6)
         lowered = {t.lower(): t for t in titles}
@@ -94,18 +101,12 @@ class Recommender:
 
     def genre_mask(self, genres: Sequence[str]) -> torch.Tensor:
         """Movies with any of ``genres`` (case-insensitive); unknown genres are an error."""
-        names = {g.strip().lower() for cell in self.labels["genres"] for g in cell.split(",")}
-        names.discard("")
+        names = set().union(*self._genres)
         unknown = [g for g in genres if g.lower() not in names]
         if unknown:
             raise ValueError(f"unknown genre(s) {unknown}; known: {sorted(names)}")
         wanted = {g.lower() for g in genres}
-        return torch.tensor(
-            [
-                bool(wanted & {g.strip().lower() for g in cell.split(",")})
-                for cell in self.labels["genres"]
-            ]
-        )
+        return torch.tensor([bool(wanted & movie) for movie in self._genres])
 
     def _batch(self, rows: torch.Tensor | slice, user: int | None = None) -> dict:
         batch = {k: v[rows] for k, v in self.tensors.items()}
