@@ -217,7 +217,11 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--ratings-dir", help="MovieLens files, if not where the run read them")
     data.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
 
-    parser = argparse.ArgumentParser(prog="movrec", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="movrec",
+        description="Recommend movies and predict ratings from a trained movrec checkpoint.",
+        epilog='e.g. movrec similar --title "The Dark Knight" -k 10; movrec user --id 42',
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     similar = commands.add_parser("similar", parents=[data], help="movies like a movie")
     similar.add_argument("--title", required=True)
