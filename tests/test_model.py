@@ -138,3 +138,24 @@ def test_mean_title_pooling_averages_the_real_words():
     torch.testing.assert_close(model._title(tokens), expected)
     with pytest.raises(ValueError, match="model.title_pooling"):
         RatingRegressor(n_movie_ids=3, vocab_size=6, title_length=4, title_pooling="max")
+
+
+def test_users_personalise_predictions_and_share_the_movie_space():
+    model = RatingRegressor(
+        n_movie_ids=5, vocab_size=7, title_length=3, n_features=4, n_user_ids=3, user_dim=6
+    ).eval()
+    batch = {
+        "movie_id": torch.tensor([1, 1]),
+        "title": torch.tensor([[2, 3, 0], [2, 3, 0]]),
+        "features": torch.ones(2, 4),
+        "user_id": torch.tensor([1, 2]),
+    }
+    with torch.no_grad():
+        model.user_embedding.weight[2] += 1.0  # a different taste for user 2
+        pred = model(batch)
+    assert pred.shape == (2,) and pred[0] != pred[1]  # same movie, two users
+    assert model.movie_representation(batch).shape == (2, 6)  # the users' space
+    without = RatingRegressor(n_movie_ids=5, vocab_size=7, title_length=3)
+    assert without.user_embedding is None and without.test_ranking is None
+    with pytest.raises(ValueError, match="model.user_dim"):
+        RatingRegressor(n_movie_ids=5, vocab_size=7, title_length=3, n_user_ids=3, user_dim=0)
