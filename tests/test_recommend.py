@@ -158,3 +158,22 @@ def test_movie_embeddings_reach_the_tensorboard_projector(trained, recommender):
     metadata = next(out.rglob("metadata.tsv")).read_text().splitlines()
     assert metadata[0].split("\t") == ["title", "year", "genres"]
     assert len(metadata) == len(recommender.movies) + 1
+
+
+def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_path, capsys):
+    cfg = make_cfg(
+        tmp_path, "experiment=hybrid", "trainer.max_epochs=3", "data.synthetic.n_movies=600"
+    )
+    checkpoint = train(cfg)["checkpoint"]
+    movies, _ = make_tmdb(**cfg.data.synthetic)
+    movies.head(8).drop(columns=["vote_average"]).to_csv(tmp_path / "rows.csv", index=False)
+    capsys.readouterr()  # the training run's own output
+    assert (
+        main(["predict", "--ckpt", checkpoint, "--csv", str(tmp_path / "rows.csv"), "--json"]) == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 8 and all(1 < r["predicted_vote_average"] < 10 for r in rows)
+    recommender = Recommender.from_checkpoint(checkpoint)
+    assert len(recommender.similar(movies["title"].iloc[0], k=4)) == 4
+    with pytest.raises(ValueError, match="without users"):
+        recommender.user(1)
