@@ -68,11 +68,11 @@ class Preprocessing:
 
         ``features`` (metadata features, None for the paper's id + title model) may need
         GloVe ``vectors`` for its text group. ``all_ids`` replaces the training ids as the id
-        vocabulary (the paper maps every id before splitting). ``target`` (default
-        ``vote_average``) is what the model predicts, per row of ``train``; ``target_scale``
-        (mean, std) overrides its statistics when the rows are not the training examples
-        (user ratings: one row per movie, many ratings each). ``users`` are the training
-        raters' ids."""
+        vocabulary (the paper maps every id before splitting). ``target``, per row of
+        ``train`` (default ``vote_average``), decides which correlated features stay and
+        gives the output scale, unless ``target_scale`` (mean, std) is given: with user
+        ratings the rows are movies (``target`` their mean rating), the examples ratings.
+        ``users`` are the training raters' ids."""
         if title_length < 1:
             raise ValueError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}

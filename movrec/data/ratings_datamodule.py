@@ -79,6 +79,7 @@ class RatingsDataModule(TmdbDataModule):
                 raise ValueError(f"{name}={value!r} is not supported with user ratings")
         self.movies = pd.DataFrame()
         self.movie_tensors: dict[str, torch.Tensor] = {}
+        self._raw_movies: pd.DataFrame | None = None
 
     def load_ratings(self, movies: pd.DataFrame) -> pd.DataFrame:
         h = self.hparams
