@@ -177,3 +177,11 @@ def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_pa
     assert len(recommender.similar(movies["title"].iloc[0], k=4)) == 4
     with pytest.raises(ValueError, match="without users"):
         recommender.user(1)
+
+
+def test_same_seed_same_personalised_metrics(tmp_path):
+    runs = [
+        train(make_cfg(tmp_path / name, *RECOMMEND, "trainer.max_epochs=2", "logger=none"))
+        for name in ("a", "b")
+    ]
+    assert runs[0]["test"] == runs[1]["test"]
