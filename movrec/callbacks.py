@@ -97,14 +97,20 @@ class LearningCurves(L.Callback):
 class EmbeddingProjector(L.Callback):
     """Every movie's representation (``movie_representation``: what ``similar`` compares) in
     TensorBoard's projector, labelled by title, year and genres. Written after testing, so it
-    shows the tested (best) weights."""
+    shows the tested (best) weights.
+
+    Only for models trained on user ratings, where that representation is a learned space
+    shared with the users; a TMDb-only model's is its raw inputs (800 columns for the paper's
+    model: seconds to write as text, and not a learned space).
+    """
 
     def __init__(self, tag: str = "movies") -> None:
         self.tag = tag
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not writers or not trainer.is_global_zero or trainer.datamodule is None:
+        users = getattr(pl_module, "user_embedding", None) is not None
+        if not writers or not users or not trainer.is_global_zero or trainer.datamodule is None:
             return
         movies, tensors = trainer.datamodule.catalogue()
         with torch.no_grad():
