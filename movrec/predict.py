@@ -65,14 +65,6 @@ class Checkpoint:
         return datamodule
 
 
-def load_checkpoint(
-    path: str | Path, map_location: str = "cpu"
-) -> tuple[RatingRegressor, dict, int]:
-    """The trained module, the datamodule state (fitted preprocessing) and the 1-based epoch."""
-    checkpoint = Checkpoint(path, map_location)
-    return checkpoint.model(), checkpoint.state, checkpoint.epoch
-
-
 class RatingPredictor:
     """Ratings for raw TMDb rows: ``vote_average`` for a TMDb model, and for a model trained
     on user ratings, the rating of a user it has never seen (the unknown user)."""

@@ -23,7 +23,7 @@ from movrec.callbacks import EpochTimer
 from movrec.data.datamodule import TmdbDataModule
 from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.models.regressor import RatingRegressor, parameter_counts
-from movrec.predict import load_checkpoint
+from movrec.predict import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,6 @@ def bias_baseline(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, floa
         cfg.model.get("ranking_k", 10),
         cfg.model.get("relevance_threshold", 4.0),
     )
-
-
-def checkpoint_epoch(path: str) -> int | None:
-    """1-based epoch of a saved checkpoint."""
-    if not path:
-        return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"]) + 1
 
 
 def format_table(metrics: dict) -> str:
@@ -238,7 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule,
         logged_test_metrics(results),
         epochs_run=trainer.current_epoch,
-        best_epoch=checkpoint_epoch(best),
+        best_epoch=Checkpoint(best).epoch if best else None,
         best_val_loss=float(score) if score is not None else None,
         seconds_per_epoch=statistics.median(seconds) if seconds else None,
         epoch_seconds=seconds,
@@ -256,9 +249,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     path = cfg.get("ckpt_path")
     if not path:
         raise ValueError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
-    model, state, epoch = load_checkpoint(path)
+    checkpoint = Checkpoint(path)
+    model = checkpoint.model()
     datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.load_state_dict(state)  # the checkpoint's vocabulary, id map, features: no refit
+    datamodule.load_state_dict(checkpoint.state)  # its vocabulary, id map, features: no refit
     datamodule.setup("test")
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
@@ -266,7 +260,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg,
         datamodule,
         logged_test_metrics(results),
-        best_epoch=epoch,
+        best_epoch=checkpoint.epoch,
         parameters=parameter_counts(model),
         checkpoint=str(path),
     )
