@@ -17,6 +17,7 @@ from movrec.data.datamodule import TmdbDataModule
 from movrec.data.preprocessing import Preprocessing
 from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.data.tmdb import CleaningReport, clean_movies
+from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import RatingRegressor
 
 DATAMODULES = {cls.__qualname__: cls for cls in (TmdbDataModule, RatingsDataModule)}
@@ -28,12 +29,12 @@ class Checkpoint:
     def __init__(self, path: str | Path, map_location: str = "cpu"):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {self.path}")
+            raise MissingFileError(f"checkpoint not found: {self.path}")
         # Our own checkpoints: they hold plain Python state besides tensors.
         self.raw = torch.load(self.path, map_location=map_location, weights_only=False)
         found = [name for name in DATAMODULES if self.raw.get(name, {}).get("preprocessing")]
         if not found:
-            raise ValueError(
+            raise UserError(
                 f"{self.path}: no fitted preprocessing in this checkpoint (not a movrec run?)"
             )
         self.datamodule_name = found[0]

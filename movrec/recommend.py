@@ -32,6 +32,7 @@ from movrec.data.datamodule import TmdbDataModule
 from movrec.data.features import movie_labels
 from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.data.tmdb import read_table
+from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import RatingRegressor
 from movrec.predict import Checkpoint, RatingPredictor
 
@@ -50,7 +51,7 @@ def latest_checkpoint(log_dir: str | Path) -> Path:
     """The newest best-model checkpoint (not ``last.ckpt``) under ``log_dir``."""
     found = [p for p in Path(log_dir).rglob("*.ckpt") if p.name != "last.ckpt"]
     if not found:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no checkpoint under {Path(log_dir).resolve()}: train one first "
             "(python train.py experiment=recommend) or pass --ckpt PATH"
         )
@@ -104,7 +105,7 @@ class Recommender:
         names = set().union(*self._genres)
         unknown = [g for g in genres if g.lower() not in names]
         if unknown:
-            raise ValueError(f"unknown genre(s) {unknown}; known: {sorted(names)}")
+            raise UserError(f"unknown genre(s) {unknown}; known: {sorted(names)}")
         wanted = {g.lower() for g in genres}
         return torch.tensor([bool(wanted & movie) for movie in self._genres])
 
@@ -137,7 +138,7 @@ class Recommender:
 
     def _need_users(self) -> RatingsDataModule:
         if self.model.user_embedding is None or not isinstance(self.datamodule, RatingsDataModule):
-            raise ValueError(
+            raise UserError(
                 "this checkpoint was trained without users: pass --ckpt of a run on user "
                 "ratings (python train.py experiment=recommend)"
             )
@@ -150,7 +151,7 @@ class Recommender:
         index = int(datamodule.preprocessing.users.encode([user_id])[0])
         if index == 0:
             n = len(datamodule.preprocessing.users) - 1
-            raise ValueError(
+            raise UserError(
                 f"user {user_id} is not among the {n} users seen in training: use new-user"
             )
         rated = pd.concat(datamodule.frames.values())
@@ -172,7 +173,7 @@ class Recommender:
         """
         self._need_users()
         if not likes and not genres:
-            raise ValueError("new-user needs --likes and/or --genres")
+            raise UserError("new-user needs --likes and/or --genres")
         rows = torch.tensor([self.find(t) for t in likes], dtype=torch.long)
         model = self._fold_in(rows, steps) if len(rows) else self.model
         with torch.no_grad():

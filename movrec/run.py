@@ -18,19 +18,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import movrec.resolvers  # noqa: F401  (registers the config resolvers)
 from movrec.baselines import scores, user_item_bias
 from movrec.callbacks import EpochTimer
 from movrec.data.datamodule import TmdbDataModule
 from movrec.data.ratings_datamodule import RatingsDataModule
+from movrec.errors import UserError
 from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.predict import Checkpoint
 
 log = logging.getLogger(__name__)
-
-# experiment=paper: the paper's deep model reads len(title); its GloVe models read word tokens.
-OmegaConf.register_new_resolver(
-    "paper_title_encoding", lambda init: "length" if init == "random" else "tokens", replace=True
-)
 
 METRIC_NAMES = ("mae", "rmse", "r2")
 
@@ -168,7 +165,7 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
 def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]:
     """A scikit-learn regressor on the fitted feature matrix: train + validation, then test."""
     if datamodule.model_sizes()["n_features"] == 0:
-        raise ValueError(
+        raise UserError(
             f"model {cfg.model._target_} needs metadata features: set data.features "
             "(e.g. experiment=hybrid)"
         )
@@ -248,7 +245,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Re-test a saved checkpoint with its own fitted preprocessing (``train=false``)."""
     path = cfg.get("ckpt_path")
     if not path:
-        raise ValueError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
+        raise UserError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
     checkpoint = Checkpoint(path)
     model = checkpoint.model()
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -20,6 +20,7 @@ from movrec.data.preprocessing import Preprocessing
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits, read_tmdb
 from movrec.data.vocab import UNKNOWN_ID_INDEX
+from movrec.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,13 @@ def split_frame(
     """
     for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
         if not 0 < value < 1:
-            raise ValueError(f"{name} must be in (0, 1), got {value}")
+            raise UserError(f"{name} must be in (0, 1), got {value}")
     rest, test = train_test_split(frame, test_size=test_fraction, random_state=seed)
     if folds is None:
         train, val = train_test_split(rest, test_size=val_fraction, random_state=seed)
         return {"train": train, "val": val, "test": test}
     if folds < 2 or not 0 <= fold < folds:
-        raise ValueError(
+        raise UserError(
             f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
         )
     train_rows, val_rows = list(KFold(folds, shuffle=True, random_state=seed).split(rest))[fold]
@@ -126,19 +127,19 @@ class TmdbDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if (dir is None) == (synthetic is None):
-            raise ValueError("set exactly one of data.dir (real TMDb files) or data.synthetic")
+            raise UserError("set exactly one of data.dir (real TMDb files) or data.synthetic")
         for name, value, allowed in (
             ("data.id_vocabulary", id_vocabulary, ("train", "all")),
             ("data.validate_on", validate_on, ("val", "test")),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+                raise UserError(f"{name} must be one of {list(allowed)}, got {value!r}")
         if not 0 <= unknown_id_rate < 1:
-            raise ValueError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
+            raise UserError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
         # `features` None is the paper's model: movie id and title only.
         self.feature_spec = FeatureSpec(**features) if features is not None else None
         if self.feature_spec is not None and self.feature_spec.vote_average and self.predicts_tmdb:
-            raise ValueError(
+            raise UserError(
                 "data.features.vote_average=true feeds TMDb's rating to the model, but it is "
                 "what this datamodule predicts: only user-rating data may use it"
             )
@@ -240,13 +241,13 @@ class TmdbDataModule(L.LightningDataModule):
 
     def word_vectors(self) -> WordVectors:
         if self.glove is None:
-            raise ValueError("GloVe vectors are needed but the datamodule has no `glove` source")
+            raise UserError("GloVe vectors are needed but the datamodule has no `glove` source")
         return self.glove.load()
 
     def title_embedding(self, oov_init: str = "zeros", seed: int = 0) -> tuple[np.ndarray, dict]:
         """GloVe rows for the fitted title vocabulary, and where they came from (coverage...)."""
         if self._fitted().title_encoding != "tokens":
-            raise ValueError("GloVe title embeddings need data.title_encoding=tokens")
+            raise UserError("GloVe title embeddings need data.title_encoding=tokens")
         start = time.perf_counter()
         vectors = self.word_vectors()
         matrix, coverage = embedding_matrix(vectors, self._fitted().titles, oov_init, seed)

@@ -23,6 +23,7 @@ import pandas as pd
 from movrec.data.glove import WordVectors
 from movrec.data.tmdb import TARGET, CleaningReport
 from movrec.data.vocab import tokenize
+from movrec.errors import UserError
 
 NUMERIC_COLUMNS = ("budget", "revenue", "popularity", "runtime", "vote_count")
 LOG_COLUMNS = ("budget", "revenue", "popularity", "vote_count")
@@ -55,18 +56,18 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.text_pooling not in POOLINGS:
-            raise ValueError(f"data.features.text_pooling must be one of {list(POOLINGS)}")
+            raise UserError(f"data.features.text_pooling must be one of {list(POOLINGS)}")
         if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
-            raise ValueError(
+            raise UserError(
                 f"data.features.pca_variance must be in (0, 1], got {self.pca_variance}"
             )
         if TARGET in self.exclude:
-            raise ValueError("vote_average is the target and never a feature")
+            raise UserError("vote_average is the target and never a feature")
         known = set(NUMERIC_COLUMNS) | set(DATE_COLUMNS) | set(GROUPS) | set(TEXT_COLUMNS)
         known |= {"genres", "original_language", "production_companies", "director", "cast"}
         unknown = set(self.exclude) - known
         if unknown:
-            raise ValueError(f"data.features.exclude: unknown feature(s) {sorted(unknown)}")
+            raise UserError(f"data.features.exclude: unknown feature(s) {sorted(unknown)}")
         self.exclude = list(self.exclude)
 
     def wants(self, name: str) -> bool:
@@ -318,7 +319,7 @@ class FeaturePipeline:
 
     def _fit_text(self, train: pd.DataFrame, vectors: WordVectors | None) -> None:
         if vectors is None:
-            raise ValueError("data.features.text needs GloVe vectors (the glove config group)")
+            raise UserError("data.features.text needs GloVe vectors (the glove config group)")
         columns = [c for c in TEXT_COLUMNS if self.spec.wants(c)]
         counts = Counter(w for c in columns for words in self._texts(train, c, None) for w in words)
         words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]

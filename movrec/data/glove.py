@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movrec.data.vocab import OOV_INDEX, TokenVocabulary
+from movrec.errors import MissingFileError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def load_binary(vectors_path: Path, words_path: Path, source: str) -> WordVector
     vectors = np.load(vectors_path)
     words = pq.read_table(words_path).column(0).to_numpy(zero_copy_only=False)
     if vectors.ndim != 2 or len(words) != vectors.shape[0]:
-        raise ValueError(
+        raise UserError(
             f"{source}: {vectors_path.name} has shape {vectors.shape} but "
             f"{words_path.name} lists {len(words)} words"
         )
@@ -91,7 +92,7 @@ class TextFileGlove:
 
     def load(self) -> WordVectors:
         if not self.path.is_file():
-            raise FileNotFoundError(f"GloVe text file not found: {self.path} (glove.path)")
+            raise MissingFileError(f"GloVe text file not found: {self.path} (glove.path)")
         cache = self._cache_paths()
         if cache is not None and cache[0].is_file() and cache[1].is_file():
             return load_binary(*cache, source=str(self.path))
@@ -125,7 +126,7 @@ def parse_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
                     continue
                 dim = len(fields) - 1
                 if dim < 1:
-                    raise ValueError(
+                    raise UserError(
                         f"{path}:{number}: expected 'word v1 v2 ...', got {line[:60]!r}"
                     )
             fields = line.rsplit(" ", dim)
@@ -134,14 +135,14 @@ def parse_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
                     raise ValueError
                 rows.append(np.asarray(fields[1:], dtype=np.float32))
             except ValueError:
-                raise ValueError(
+                raise UserError(
                     f"{path}:{number}: expected a word and {dim} numbers "
                     "(the dimension of line 1), "
                     f"got {line[:60]!r}"
                 ) from None
             words.append(fields[0])
     if not rows:
-        raise ValueError(f"{path}: no vectors found")
+        raise UserError(f"{path}: no vectors found")
     return words, np.stack(rows)
 
 
@@ -158,7 +159,7 @@ def embedding_matrix(
     vocabulary words found in GloVe.
     """
     if oov_init not in OOV_INITS:
-        raise ValueError(f"glove.oov_init must be one of {list(OOV_INITS)}, got {oov_init!r}")
+        raise UserError(f"glove.oov_init must be one of {list(OOV_INITS)}, got {oov_init!r}")
     offset = len(vocabulary) - len(vocabulary.words)
     rows = vectors.rows(vocabulary.words)
     found = rows >= 0

@@ -15,6 +15,7 @@ import pandas as pd
 
 from movrec.data.features import parse_names
 from movrec.data.tmdb import CleaningReport, find_table, read_table
+from movrec.errors import MissingFileError, UserError
 
 RATINGS_FILE = "ratings.csv"
 LINKS_FILE = "links.csv"
@@ -36,14 +37,14 @@ def read_movielens(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, d
     for name, columns in ((RATINGS_FILE, RATING_COLUMNS), (LINKS_FILE, LINK_COLUMNS)):
         path = find_table(directory, name)
         if path is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MovieLens file not found: no {name}[.gz|.zip] in {directory.resolve()}. "
                 + MOVIELENS_HINT
             )
         frame = read_table(path)
         missing = [c for c in columns if c not in frame.columns]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{path}: missing column(s) {missing}; expected the MovieLens schema "
                 f"(found {list(frame.columns)})"
             )

@@ -14,6 +14,7 @@ from movrec.data.features import FeaturePipeline, FeatureSpec
 from movrec.data.glove import WordVectors
 from movrec.data.tmdb import NUMERIC_COLUMNS, TARGET, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
+from movrec.errors import UserError
 
 # "tokens": word indices; "length": the paper's appendix code for its deep model, which feeds
 # len(title) as the single title token (kept only to reproduce the paper, see experiment=paper).
@@ -35,7 +36,7 @@ class Preprocessing:
         users: IdVocabulary | None = None,
     ):
         if title_encoding not in TITLE_ENCODINGS:
-            raise ValueError(
+            raise UserError(
                 f"data.title_encoding must be one of {list(TITLE_ENCODINGS)}, "
                 f"got {title_encoding!r}"
             )
@@ -74,7 +75,7 @@ class Preprocessing:
         ratings the rows are movies (``target`` their mean rating), the examples ratings.
         ``users`` are the training raters' ids."""
         if title_length < 1:
-            raise ValueError(f"data.title_length must be >= 1, got {title_length}")
+            raise UserError(f"data.title_length must be >= 1, got {title_length}")
         fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
         target = train[TARGET] if target is None else target
         values = target.to_numpy(dtype=np.float64)

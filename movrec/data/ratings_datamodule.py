@@ -14,6 +14,7 @@ import torch
 from movrec.data.datamodule import TmdbDataModule, split_frame
 from movrec.data.movielens import join_ratings, make_movielens, read_movielens
 from movrec.data.preprocessing import Preprocessing
+from movrec.errors import UserError
 
 SPLITS_BY = ("random", "cold_items", "temporal")
 
@@ -37,7 +38,7 @@ def split_ratings(
         test = position >= 1 - test_fraction
         val = ~test & (position >= (1 - test_fraction) * (1 - val_fraction))
         return {"train": ordered[~test & ~val], "val": ordered[val], "test": ordered[test]}
-    raise ValueError(f"data.split must be one of {list(SPLITS_BY)}, got {by!r}")
+    raise UserError(f"data.split must be one of {list(SPLITS_BY)}, got {by!r}")
 
 
 class RatingsDataModule(TmdbDataModule):
@@ -61,13 +62,13 @@ class RatingsDataModule(TmdbDataModule):
     ):
         super().__init__(**tmdb)
         if (ratings_dir is None) == (ratings_synthetic is None):
-            raise ValueError(
+            raise UserError(
                 "set exactly one of data.ratings_dir (MovieLens files) or data.ratings_synthetic"
             )
         if split not in SPLITS_BY:
-            raise ValueError(f"data.split must be one of {list(SPLITS_BY)}, got {split!r}")
+            raise UserError(f"data.split must be one of {list(SPLITS_BY)}, got {split!r}")
         if not 0 <= unknown_user_rate < 1:
-            raise ValueError(f"data.unknown_user_rate must be in [0, 1), got {unknown_user_rate}")
+            raise UserError(f"data.unknown_user_rate must be in [0, 1), got {unknown_user_rate}")
         h = self.hparams
         for name, value, needed in (
             ("data.merge_on", h.merge_on, "id"),
@@ -76,7 +77,7 @@ class RatingsDataModule(TmdbDataModule):
             ("data.id_vocabulary", h.id_vocabulary, "train"),
         ):
             if value != needed:
-                raise ValueError(f"{name}={value!r} is not supported with user ratings")
+                raise UserError(f"{name}={value!r} is not supported with user ratings")
         self.movies = pd.DataFrame()
         self.movie_tensors: dict[str, torch.Tensor] = {}
         self._raw_movies: pd.DataFrame | None = None

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from movrec.errors import MissingFileError, UserError
+
 MOVIES_FILE = "tmdb_5000_movies.csv"
 CREDITS_FILE = "tmdb_5000_credits.csv"
 KAGGLE_HINT = (
@@ -68,7 +70,7 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: cannot be read as a CSV file ({err})") from err
+        raise UserError(f"{path}: cannot be read as a CSV file ({err})") from err
 
 
 def read_tmdb(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
@@ -76,7 +78,7 @@ def read_tmdb(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None,
     directory = Path(directory).expanduser()
     movies_path = find_table(directory, MOVIES_FILE)
     if movies_path is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"TMDb movies file not found: no {MOVIES_FILE}[.gz|.zip] in {directory.resolve()}. "
             + KAGGLE_HINT
         )
@@ -92,7 +94,7 @@ def read_tmdb(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None,
 def _require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{source}: missing column(s) {missing}; expected the Kaggle TMDb 5000 schema "
             f"(found {list(frame.columns)})"
         )
@@ -161,7 +163,7 @@ def clean_movies(
     frame = _drop(frame, frame["id"].duplicated(keep="first"), report, "duplicate id")
     if drop_unrated:
         if "vote_count" not in frame.columns:
-            raise ValueError(f"{source}: data.drop_unrated needs the vote_count column")
+            raise UserError(f"{source}: data.drop_unrated needs the vote_count column")
         frame = _drop(frame, frame["vote_count"] == 0, report, "unrated (vote_count == 0)")
     for column in NUMERIC_COLUMNS:
         if column in frame.columns:
@@ -184,7 +186,7 @@ def merge_credits(
     own (id, title) pairs, which the Kaggle credits file repeats row for row.
     """
     if on not in MERGE_KEYS:
-        raise ValueError(f"data.merge_on must be one of {list(MERGE_KEYS)}, got {on!r}")
+        raise UserError(f"data.merge_on must be one of {list(MERGE_KEYS)}, got {on!r}")
     if credits is None:
         report.add("credits file absent: movies only", 1)
         keys = movies[["id", "title"]].rename(columns={"id": "movie_id"})

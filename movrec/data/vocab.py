@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from movrec.errors import UserError
+
 PAD_INDEX = 0  # title padding; its embedding row stays zero
 OOV_INDEX = 1  # title word not in the training vocabulary
 UNKNOWN_ID_INDEX = 0  # movie id not seen in training
@@ -30,7 +32,7 @@ class TokenVocabulary:
     @classmethod
     def fit(cls, texts: Iterable[str], num_words: int) -> TokenVocabulary:
         if num_words < 1:
-            raise ValueError(f"data.num_words must be >= 1, got {num_words}")
+            raise UserError(f"data.num_words must be >= 1, got {num_words}")
         counts = Counter(w for text in texts for w in tokenize(text))
         # Ties broken alphabetically so the vocabulary does not depend on row order.
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

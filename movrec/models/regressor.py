@@ -18,6 +18,8 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalPrecision, RetrievalRecall
 
+from movrec.errors import UserError
+
 # Index 0 of the title input is padding: the datamodule pads titles with it.
 PADDING_INDEX = 0
 TITLE_INITS = ("random", "glove")
@@ -54,20 +56,20 @@ def title_embedding(
     vectors: torch.Tensor | np.ndarray | None,
 ) -> nn.Embedding:
     if init not in TITLE_INITS:
-        raise ValueError(f"model.title_init must be one of {list(TITLE_INITS)}, got {init!r}")
+        raise UserError(f"model.title_init must be one of {list(TITLE_INITS)}, got {init!r}")
     if init == "glove":
         if vectors is None:
-            raise ValueError(
+            raise UserError(
                 "model.title_init=glove needs title_vectors (the run builds them from GloVe)"
             )
         vectors = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
         if vectors.shape[1] != dim:
-            raise ValueError(
+            raise UserError(
                 f"the GloVe vectors are {vectors.shape[1]}-d but model.title_dim={dim}: "
                 f"set model.title_dim={vectors.shape[1]} or use vectors of that size"
             )
         if vectors.shape[0] != vocab_size:
-            raise ValueError(
+            raise UserError(
                 f"title_vectors has {vectors.shape[0]} rows, vocabulary has {vocab_size}"
             )
         return nn.Embedding.from_pretrained(
@@ -131,21 +133,21 @@ class RatingRegressor(L.LightningModule):
     ):
         super().__init__()
         if title_pooling not in TITLE_POOLINGS:
-            raise ValueError(
+            raise UserError(
                 f"model.title_pooling must be one of {list(TITLE_POOLINGS)}, got {title_pooling!r}"
             )
         if output_init not in ("mean", "zero"):
-            raise ValueError(f"model.output_init must be 'mean' or 'zero', got {output_init!r}")
+            raise UserError(f"model.output_init must be 'mean' or 'zero', got {output_init!r}")
         if output_init == "zero":  # the paper's plain linear output, starting near 0
             target_mean, target_std = 0.0, 1.0
         if not 0 <= dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+            raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
         hidden_sizes = [int(h) for h in hidden_sizes]
         self.save_hyperparameters(ignore=["title_vectors"])
         self.hparams.hidden_sizes = hidden_sizes
 
         if n_user_ids and user_dim < 1:
-            raise ValueError(f"model.user_dim must be >= 1 with user ratings, got {user_dim}")
+            raise UserError(f"model.user_dim must be >= 1 with user ratings, got {user_dim}")
         self.movie_embedding = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
         self.title_embedding = title_embedding(
             vocab_size, title_dim, title_init, title_trainable, title_vectors
