@@ -3,13 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
+from movrec.console import run_job, silence_known_noise
 from movrec.run import objective, run
+
+silence_known_noise()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the best validation RMSE, the objective a Hydra sweeper (Optuna) minimises."""
-    return objective(run(cfg))
+    return run_job(lambda: objective(run(cfg)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from pathlib import Path
 
@@ -16,11 +18,20 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from movrec.data.features import movie_labels  # noqa: E402
 
 
-class EpochTimer(L.Callback):
-    """Wall seconds of each training epoch, validation included (Lightning validates inside it)."""
+class FitSummary(L.Callback):
+    """What ``metrics.json`` says about fitting: seconds per training epoch (validation
+    included: Lightning validates inside it), epochs run, and the epoch and validation loss of
+    the best checkpoint.
+
+    At the end of fitting they are put into ``trainer.callback_metrics`` (``fit/*``), the
+    one thing Lightning hands back from ``ddp_spawn``'s worker processes, so a run on any
+    strategy reads them from the same place (:func:`read_fit_summary`).
+    """
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.best_epoch: int | None = None
+        self._best_path = ""
         self._start: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -31,12 +42,46 @@ class EpochTimer(L.Callback):
             self.seconds.append(time.perf_counter() - self._start)
             pl_module.log("time/epoch_seconds", self.seconds[-1], on_epoch=True)
             self._start = None
+        # The checkpoint callback has saved this epoch's checkpoint by now (after validation).
+        checkpoint = trainer.checkpoint_callback
+        path = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+        if path and path != self._best_path:
+            self._best_path, self.best_epoch = path, trainer.current_epoch + 1
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback
+        score = getattr(checkpoint, "best_model_score", None) if checkpoint else None
+        trainer.callback_metrics.update(
+            {
+                "fit/epochs_run": torch.tensor(len(self.seconds)),
+                "fit/epoch_seconds": torch.tensor(self.seconds, dtype=torch.float64),
+                "fit/best_epoch": torch.tensor(self.best_epoch or 0),
+                "fit/best_val_loss": torch.tensor(float("nan") if score is None else float(score)),
+            }
+        )
 
     def state_dict(self) -> dict:
-        return {"seconds": list(self.seconds)}
+        return {"seconds": list(self.seconds), "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = list(state_dict.get("seconds", []))
+        self.best_epoch = state_dict.get("best_epoch")
+
+
+def read_fit_summary(trainer: L.Trainer) -> dict:
+    """The :class:`FitSummary` of the last ``fit`` as ``metrics.json`` fields."""
+    metrics = trainer.callback_metrics
+    seconds = [float(s) for s in metrics["fit/epoch_seconds"].reshape(-1)]
+    best_epoch = int(metrics["fit/best_epoch"])
+    best_loss = float(metrics["fit/best_val_loss"])
+    return {
+        "epochs_run": int(metrics["fit/epochs_run"]),
+        "best_epoch": best_epoch or None,
+        "best_val_loss": None if math.isnan(best_loss) else best_loss,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
+        "epoch_seconds": seconds,
+        "train_seconds": sum(seconds),
+    }
 
 
 class LearningCurves(L.Callback):

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from movrec.console import run_command, silence_known_noise
 from movrec.data.datamodule import TmdbDataModule
 from movrec.data.features import movie_labels
 from movrec.data.ratings_datamodule import RatingsDataModule
@@ -40,7 +41,7 @@ from movrec.predict import Checkpoint, RatingPredictor
 LIKED_RATING = 5.0
 
 
-class UnknownTitle(LookupError):
+class UnknownTitle(UserError, LookupError):
     def __init__(self, title: str, suggestions: list[str]):
         hint = f" Did you mean: {'; '.join(suggestions)}?" if suggestions else ""
         super().__init__(f"no movie titled {title!r} in this run's movies.{hint}")
@@ -206,6 +207,16 @@ class Recommender:
 
 
 # ---- command line ---------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--ckpt", help="checkpoint file (default: the newest under --logs)")
@@ -216,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False, parents=[common])
     data.add_argument("--data-dir", help="TMDb files, if not where the run read them")
     data.add_argument("--ratings-dir", help="MovieLens files, if not where the run read them")
-    data.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
+    data.add_argument("-k", type=positive_int, default=10, help="how many movies (default 10)")
 
     parser = argparse.ArgumentParser(
         prog="movrec",
@@ -254,17 +265,17 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    silence_known_noise()
     args = _parser().parse_args(argv)
-    try:
+
+    def command() -> None:
         table = run(args)
-    except (LookupError, ValueError, FileNotFoundError) as err:
-        print(f"movrec: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=2, default=float))
-    else:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+        if args.json:
+            print(json.dumps(table.to_dict(orient="records"), indent=2, default=float))
+        else:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    return run_command(command)
 
 
 if __name__ == "__main__":

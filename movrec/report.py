@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 
+from movrec.console import FAILED_FILE, run_command  # noqa: E402
+from movrec.errors import MissingFileError  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 METRICS = ("mae", "rmse", "r2")
 REPEAT_KEYS = ("seed", "data.fold")  # jobs differing only by these are repeats of one setting
 COLUMNS = (
-    "status", "mae", "rmse", "r2", "epochs_run", "best_epoch", "seconds_per_epoch",
+    "status", "error", "mae", "rmse", "r2", "epochs_run", "best_epoch", "seconds_per_epoch",
     "train_seconds", "params_trainable", "params_frozen",
 )  # fmt: skip
 
@@ -44,7 +48,9 @@ def job_row(job: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"job": job.name.split("_", 1)[0], **_overrides(job)}
     path = job / "metrics.json"
     if not path.is_file():
-        return {**row, "status": "failed"}
+        failed = job / FAILED_FILE
+        error = failed.read_text().strip() if failed.is_file() else "no metrics.json"
+        return {**row, "status": "failed", "error": error}
     metrics = json.loads(path.read_text())
     parameters = metrics.get("parameters") or {}
     bias = metrics.get("bias_baseline") or {}
@@ -77,8 +83,9 @@ def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         key=lambda p: (len(p.name.split("_")[0]), p.name),
     )
     if not jobs:
-        raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (with .hydra/) found")
+        raise MissingFileError(f"{sweep_dir}: no Hydra job folders (with .hydra/) found")
     table = pd.DataFrame([job_row(job) for job in jobs])
+    table = table.assign(**{m: float("nan") for m in METRICS if m not in table})  # all failed
     metrics = metric_columns(table)
     overrides = [c for c in table.columns if c not in (*COLUMNS, *metrics, "job")]
     varying = [c for c in overrides if table[c].astype(str).nunique() > 1]
@@ -156,22 +163,32 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 class SweepReport(Callback):
-    """Hydra callback: writes the report into the sweep folder when a multirun ends."""
+    """Hydra callback: writes the report into the sweep folder when a multirun ends, then
+    makes the sweep exit with code 1 if any job failed (after the others ran)."""
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            write_report(sweep_dir)
+            table = write_report(sweep_dir)
         except FileNotFoundError as err:  # nothing ran: say so, do not fail the sweep
             log.warning("no sweep report: %s", err)
+            return
+        failed = table[table["status"] == "failed"]
+        if len(failed):
+            print(
+                f"movrec: error: {len(failed)} of {len(table)} sweep jobs failed "
+                f"(jobs {', '.join(failed['job'])}; see {sweep_dir / 'summary.md'})",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rebuild the report of a Hydra sweep folder.")
     parser.add_argument("sweep_dir", help="e.g. logs/multiruns/2026-11-25_10-00-00")
-    table = write_report(parser.parse_args(argv).sweep_dir)
-    print(table.to_string(index=False))
+    args = parser.parse_args(argv)
+    return run_command(lambda: print(write_report(args.sweep_dir).to_string(index=False)))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

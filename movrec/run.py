@@ -6,7 +6,6 @@ import inspect
 import json
 import logging
 import math
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
 from movrec.baselines import scores, user_item_bias
-from movrec.callbacks import EpochTimer
+from movrec.callbacks import FitSummary, read_fit_summary
 from movrec.data.datamodule import TmdbDataModule
 from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.errors import UserError
@@ -115,13 +115,30 @@ def format_table(metrics: dict) -> str:
         values = [v.get(name) for v in columns.values()]
         cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
         lines.append(f"{name.upper():<12}" + "".join(cells))
-    lines.append(
-        f"epochs {metrics['epochs_run']} (best {metrics['best_epoch']}), "
-        f"{metrics['seconds_per_epoch'] or float('nan'):.3f} s/epoch, "
-        f"parameters {metrics['parameters']['trainable']:,} trainable / "
-        f"{metrics['parameters']['frozen']:,} frozen"
-    )
+    lines.append(", ".join(run_facts(metrics)))
     return "\n".join(lines)
+
+
+def run_facts(metrics: dict) -> list[str]:
+    """What is known about how the tested weights came about; nothing unknown is printed."""
+    epochs, best, seconds = (
+        metrics["epochs_run"],
+        metrics["best_epoch"],
+        metrics["seconds_per_epoch"],
+    )
+    facts = []
+    if epochs is not None:
+        facts.append(f"epochs {epochs}" + (f" (best {best})" if best is not None else ""))
+    elif best is not None:
+        facts.append(f"checkpoint of epoch {best}")
+    if seconds is not None:
+        facts.append(f"{seconds:.3f} s/epoch")
+    parameters = metrics["parameters"]
+    if parameters["trainable"] or parameters["frozen"]:
+        facts.append(
+            f"parameters {parameters['trainable']:,} trainable / {parameters['frozen']:,} frozen"
+        )
+    return facts
 
 
 def run_metrics(
@@ -210,35 +227,51 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     model, glove = build_model(cfg, datamodule)
 
-    timer = EpochTimer()
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_group(cfg.get("callbacks")), timer],
+        callbacks=[*instantiate_group(cfg.get("callbacks")), FitSummary()],
         logger=loggers or False,
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    seconds = list(timer.seconds)  # before test(): restoring the best checkpoint rewinds callbacks
+    fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-
-    score = trainer.checkpoint_callback.best_model_score if best else None
     metrics = run_metrics(
         cfg,
         datamodule,
         logged_test_metrics(results),
-        epochs_run=trainer.current_epoch,
-        best_epoch=Checkpoint(best).epoch if best else None,
-        best_val_loss=float(score) if score is not None else None,
-        seconds_per_epoch=statistics.median(seconds) if seconds else None,
-        epoch_seconds=seconds,
-        train_seconds=sum(seconds),
+        **fitted,
         parameters=parameter_counts(model),
         glove=glove,
         checkpoint=best or None,
     )
+    log_hparams(cfg, trainer.loggers, metrics)
     write_metrics(cfg, metrics)
     return metrics
+
+
+def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any]) -> None:
+    """The run's settings with its final metrics, so TensorBoard's HParams tab lines up the
+    jobs of a sweep. Written once, at the end: Lightning's own hparams logging (switched off
+    in the module and datamodule) writes no metrics and refuses keys both of them have."""
+    params = {
+        "choice": hydra_context().get("choices", {}),
+        "seed": cfg.get("seed"),
+        **{
+            group: OmegaConf.to_container(cfg[group], resolve=True)
+            for group in ("model", "data", "trainer")
+        },
+    }
+    final = {f"hp/test_{k}": v for k, v in metrics["test"].items() if k != "loss"}
+    if metrics["best_val_loss"] is not None:
+        final["hp/best_val_loss"] = metrics["best_val_loss"]
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=final)
+        else:
+            logger.log_hyperparams(params)
+        logger.finalize("success")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class TmdbDataModule(L.LightningDataModule):
                 "what this datamodule predicts: only user-rating data may use it"
             )
         self.glove = glove  # a GloVe source (movrec.data.glove); loaded only when needed
-        self.save_hyperparameters(ignore=["glove"], logger=True)
+        self.save_hyperparameters(ignore=["glove"], logger=False)  # run.log_hparams logs them
         self.preprocessing: Preprocessing | None = None
         self.frames: dict[str, pd.DataFrame] = {}
         self.tensors: dict[str, dict[str, torch.Tensor]] = {}

@@ -143,7 +143,7 @@ class RatingRegressor(L.LightningModule):
         if not 0 <= dropout < 1:
             raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
         hidden_sizes = [int(h) for h in hidden_sizes]
-        self.save_hyperparameters(ignore=["title_vectors"])
+        self.save_hyperparameters(ignore=["title_vectors"], logger=False)  # see run.log_hparams
         self.hparams.hidden_sizes = hidden_sizes
 
         if n_user_ids and user_dim < 1:
