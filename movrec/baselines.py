@@ -3,6 +3,7 @@
 ``mean``: the training mean rating. ``user_item_bias``: global mean + user bias + movie bias,
 fitted by alternating regularised least squares (the defaults of Surprise's ``BaselineOnly``:
 10 rounds, ``reg_i`` 10, ``reg_u`` 15) on training + validation ratings, like the tree baseline.
+Predictions are clipped to the range of those ratings, like Surprise's and the models'.
 A user or movie absent from those ratings has bias 0: on the ``cold_items`` split every test
 movie does, so the baseline is left with the user bias alone.
 """
@@ -57,6 +58,7 @@ def user_item_bias(
         + test["user_id"].map(user_bias).fillna(0.0)
         + test["movie_id"].map(movie_bias).fillna(0.0)
     )
+    pred = pred.clip(fit_on["rating"].min(), fit_on["rating"].max())  # as the models are
     return scores(
         torch.tensor(pred.to_numpy(), dtype=torch.float32),
         torch.tensor(test["rating"].to_numpy(), dtype=torch.float32),

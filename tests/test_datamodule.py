@@ -43,11 +43,13 @@ def test_split_depends_on_split_seed_only(dm):
     assert list(other.frames["test"]["id"]) != list(dm.frames["test"]["id"])
 
 
-def test_vocabulary_and_fill_values_are_fitted_on_train_only(dm):
+def test_vocabulary_and_target_scale_are_fitted_on_train_only(dm):
     train_words = {w for t in dm.frames["train"]["title"] for w in t.lower().split()}
     assert set(dm.preprocessing.titles.words) <= train_words
-    assert dm.preprocessing.fill_values["budget"] == dm.frames["train"]["budget"].median()
-    assert dm.preprocessing.target_mean == pytest.approx(dm.frames["train"]["vote_average"].mean())
+    target = dm.frames["train"]["vote_average"]
+    assert dm.preprocessing.target_mean == pytest.approx(target.mean())
+    assert dm.preprocessing.target_range == (target.min(), target.max())
+    assert dm.model_sizes()["rating_range"] == [target.min(), target.max()]
 
 
 def test_poisoned_test_split_changes_no_fitted_state():

@@ -128,6 +128,21 @@ def test_malformed_cells_are_counted_repairs(vectors):
     assert np.isfinite(values).all()
 
 
+def test_malformed_numbers_get_the_unknown_flag_like_missing_ones(hybrid_dm):
+    """A budget of "n/a" is an unknown budget, exactly like a budget of 0: same flag, same
+    fill (the pipeline's training median), one place that fills."""
+    movies, _ = make_tmdb(n_movies=3, seed=5)
+    movies["budget"] = ["n/a", "0", "1000000"]
+    report = CleaningReport()
+    frame = clean_movies(movies, report, require_target=False)
+    assert report.counts["budget: not a number -> missing"] == 1
+    features = hybrid_dm.preprocessing.transform(frame, report)["features"]
+    names = hybrid_dm.preprocessing.features.names
+    flag, budget = names.index("num:budget_unknown"), names.index("num:budget")
+    assert features[0, flag] == features[1, flag] > features[2, flag]
+    assert features[0, budget] == features[1, budget] != features[2, budget]
+
+
 def test_top_k_with_an_other_bucket():
     frame = clean_frame()
     pipeline = FeaturePipeline(FeatureSpec(numeric=False, credits=False, top_companies=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,22 @@ def _whole_batch(batch):
     return batch
 
 
+MIN_SPLIT_ROWS = 2  # R², a validation loss and a fit all need at least two rows
+
+
+def require_split_sizes(sizes: dict[str, int], what: str, fractions: tuple[float, float]) -> None:
+    """A clear error instead of scikit-learn's or torchmetrics' when the data is too small."""
+    if min(sizes.values()) >= MIN_SPLIT_ROWS:
+        return
+    total = sum(sizes.values())
+    raise UserError(
+        f"{what}: {total} rows are too few to split into train / validation / test with "
+        f"data.test_fraction={fractions[0]} and data.val_fraction={fractions[1]}: each split "
+        f"needs at least {MIN_SPLIT_ROWS} rows, this gives "
+        + ", ".join(f"{k} {v}" for k, v in sizes.items())
+    )
+
+
 def split_frame(
     frame: pd.DataFrame,
     test_fraction: float,
@@ -73,23 +90,30 @@ def split_frame(
     seed: int,
     folds: int | None = None,
     fold: int = 0,
+    what: str = "data",
 ) -> dict[str, pd.DataFrame]:
     """Test first, then validation out of the rest: the paper's 80/20, then 20 % of train.
 
     With ``folds`` the non-test rows are cut into that many folds and fold ``fold`` validates
-    (k-fold cross-validation, the test split unchanged).
+    (k-fold cross-validation, the test split unchanged). ``what`` names the rows in errors.
     """
     for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
         if not 0 < value < 1:
             raise UserError(f"{name} must be in (0, 1), got {value}")
+    if folds is not None and (folds < 2 or not 0 <= fold < folds):
+        raise UserError(
+            f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
+        )
+    # The sizes scikit-learn will make (it rounds the test share up), checked before it runs.
+    n_test = math.ceil(test_fraction * len(frame))
+    n_rest = len(frame) - n_test
+    n_val = math.ceil(val_fraction * n_rest) if folds is None else math.ceil(n_rest / folds)
+    sizes = {"train": n_rest - n_val, "val": n_val, "test": n_test}
+    require_split_sizes(sizes, what, (test_fraction, val_fraction))
     rest, test = train_test_split(frame, test_size=test_fraction, random_state=seed)
     if folds is None:
         train, val = train_test_split(rest, test_size=val_fraction, random_state=seed)
         return {"train": train, "val": val, "test": test}
-    if folds < 2 or not 0 <= fold < folds:
-        raise UserError(
-            f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
-        )
     train_rows, val_rows = list(KFold(folds, shuffle=True, random_state=seed).split(rest))[fold]
     return {"train": rest.iloc[train_rows], "val": rest.iloc[val_rows], "test": test}
 
@@ -170,13 +194,15 @@ class TmdbDataModule(L.LightningDataModule):
             source=self.sources["movies"],
             drop_unrated=self.hparams.drop_unrated,
         )
-        return merge_credits(
+        frame = merge_credits(
             frame,
             credits,
             self.hparams.merge_on,
             self.report,
             source=self.sources.get("credits", ""),
         )
+        self.report.require_rows(frame, self.sources["movies"], "movies")
+        return frame
 
     # ---- Lightning hooks ----------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -184,8 +210,9 @@ class TmdbDataModule(L.LightningDataModule):
             return
         frame = self.load_frame()
         h = self.hparams
+        what = f"{self.sources['movies']} (movies after cleaning)"
         self.frames = split_frame(
-            frame, h.test_fraction, h.val_fraction, h.split_seed, h.folds, h.fold
+            frame, h.test_fraction, h.val_fraction, h.split_seed, h.folds, h.fold, what
         )
         if h.validate_on == "test":  # the paper's protocol: train on all non-test rows
             rest = pd.concat([self.frames["train"], self.frames["val"]])
@@ -236,7 +263,7 @@ class TmdbDataModule(L.LightningDataModule):
             self.preprocessing = Preprocessing.from_state(state_dict["preprocessing"])
 
     # ---- what the run wires into the model ----------------------------------------------
-    def model_sizes(self) -> dict[str, int | float]:
+    def model_sizes(self) -> dict[str, Any]:
         return self._fitted().model_sizes()
 
     def word_vectors(self) -> WordVectors:

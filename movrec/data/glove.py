@@ -92,11 +92,17 @@ class TextFileGlove:
 
     def load(self) -> WordVectors:
         if not self.path.is_file():
-            raise MissingFileError(f"GloVe text file not found: {self.path} (glove.path)")
+            raise MissingFileError(f"GloVe text file not found: {self.path} (glove.source.path)")
         cache = self._cache_paths()
         if cache is not None and cache[0].is_file() and cache[1].is_file():
             return load_binary(*cache, source=str(self.path))
-        words, vectors = parse_glove_text(self.path)
+        try:
+            words, vectors = parse_glove_text(self.path)
+        except UnicodeDecodeError as err:
+            raise UserError(
+                f"{self.path}: not a GloVe text file (not UTF-8 text: {err.reason} at byte "
+                f"{err.start}); glove=text reads 'word v1 v2 ...' lines such as glove.6B.50d.txt"
+            ) from err
         if cache is not None:
             cache[0].parent.mkdir(parents=True, exist_ok=True)
             np.save(cache[0], vectors)

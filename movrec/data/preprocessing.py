@@ -6,13 +6,15 @@ a reloaded model can predict on raw rows without refitting anything.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
 
 from movrec.data.features import FeaturePipeline, FeatureSpec
 from movrec.data.glove import WordVectors
-from movrec.data.tmdb import NUMERIC_COLUMNS, TARGET, CleaningReport
+from movrec.data.tmdb import TARGET, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
 from movrec.errors import UserError
 
@@ -26,7 +28,6 @@ class Preprocessing:
         self,
         titles: TokenVocabulary,
         movie_ids: IdVocabulary,
-        fill_values: dict[str, float],
         target_mean: float,
         target_std: float,
         title_length: int,
@@ -34,6 +35,7 @@ class Preprocessing:
         title_encoding: str = "tokens",
         length_vocabulary: int = 0,
         users: IdVocabulary | None = None,
+        target_range: tuple[float, float] | None = None,
     ):
         if title_encoding not in TITLE_ENCODINGS:
             raise UserError(
@@ -44,12 +46,14 @@ class Preprocessing:
         self.length_vocabulary = length_vocabulary
         self.titles = titles
         self.movie_ids = movie_ids
-        self.fill_values = fill_values
         self.target_mean = target_mean
         self.target_std = target_std
         self.title_length = title_length
         self.features = features
         self.users = users  # raters (MovieLens users) seen in training; None for TMDb alone
+        # The lowest and highest training target: predictions are clipped to it (None in
+        # checkpoints written before it was kept).
+        self.target_range = target_range
 
     @classmethod
     def fit(
@@ -64,6 +68,7 @@ class Preprocessing:
         target: pd.Series | None = None,
         target_scale: tuple[float, float] | None = None,
         users: pd.Series | None = None,
+        target_range: tuple[float, float] | None = None,
     ) -> Preprocessing:
         """Fit on ``train``, one row per training movie.
 
@@ -71,12 +76,12 @@ class Preprocessing:
         GloVe ``vectors`` for its text group. ``all_ids`` replaces the training ids as the id
         vocabulary (the paper maps every id before splitting). ``target``, per row of
         ``train`` (default ``vote_average``), decides which correlated features stay and
-        gives the output scale, unless ``target_scale`` (mean, std) is given: with user
-        ratings the rows are movies (``target`` their mean rating), the examples ratings.
-        ``users`` are the training raters' ids."""
+        gives the output scale and range, unless ``target_scale`` (mean, std) and
+        ``target_range`` (min, max) are given: with user ratings the rows are movies
+        (``target`` their mean rating), the examples ratings. ``users`` are the training
+        raters' ids."""
         if title_length < 1:
             raise UserError(f"data.title_length must be >= 1, got {title_length}")
-        fill = {c: float(train[c].median()) for c in NUMERIC_COLUMNS if c in train.columns}
         target = train[TARGET] if target is None else target
         values = target.to_numpy(dtype=np.float64)
         mean, std = target_scale or (float(values.mean()), float(values.std()))
@@ -88,7 +93,6 @@ class Preprocessing:
         return cls(
             titles=TokenVocabulary.fit(train["title"], num_words),
             movie_ids=IdVocabulary.fit(train["movie_id"] if all_ids is None else all_ids),
-            fill_values={c: (0.0 if np.isnan(v) else v) for c, v in fill.items()},
             target_mean=mean,
             target_std=std or 1.0,
             title_length=title_length,
@@ -96,21 +100,17 @@ class Preprocessing:
             title_encoding=title_encoding,
             length_vocabulary=num_words,
             users=IdVocabulary.fit(users) if users is not None else None,
+            target_range=target_range or (float(values.min()), float(values.max())),
         )
-
-    def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Numeric gaps filled with the training medians."""
-        present = {c: v for c, v in self.fill_values.items() if c in frame.columns}
-        return frame.fillna(present)
 
     def transform(
         self, frame: pd.DataFrame, report: CleaningReport | None = None
     ) -> dict[str, torch.Tensor]:
         """Model inputs (and the target, when the frame has one) as aligned tensors.
 
-        Malformed feature cells become empty or missing values, counted in ``report``.
+        Malformed feature cells become empty or missing values, counted in ``report``;
+        the feature pipeline flags and fills missing numbers (one place, after the flags).
         """
-        frame = self.fill(frame)
         ids = frame["movie_id"] if "movie_id" in frame.columns else frame["id"]
         tensors = {
             "movie_id": torch.from_numpy(self.movie_ids.encode(ids)),
@@ -128,7 +128,7 @@ class Preprocessing:
         lengths = titles.astype(str).str.len().to_numpy(dtype=np.int64)
         return np.clip(lengths, 0, self.length_vocabulary - 1).reshape(-1, 1)
 
-    def model_sizes(self) -> dict[str, int | float]:
+    def model_sizes(self) -> dict[str, Any]:
         """The constructor arguments a model needs to accept these tensors."""
         tokens = self.title_encoding == "tokens"
         return {
@@ -139,13 +139,13 @@ class Preprocessing:
             "target_std": self.target_std,
             "n_features": len(self.features.names) if self.features is not None else 0,
             "n_user_ids": len(self.users) if self.users is not None else 0,
+            "rating_range": list(self.target_range) if self.target_range else None,
         }
 
     def state_dict(self) -> dict:
         return {
             "titles": self.titles.state_dict(),
             "movie_ids": self.movie_ids.state_dict(),
-            "fill_values": dict(self.fill_values),
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "title_length": self.title_length,
@@ -153,6 +153,7 @@ class Preprocessing:
             "title_encoding": self.title_encoding,
             "length_vocabulary": self.length_vocabulary,
             "users": self.users.state_dict() if self.users is not None else None,
+            "target_range": list(self.target_range) if self.target_range else None,
         }
 
     @classmethod
@@ -160,7 +161,6 @@ class Preprocessing:
         return cls(
             titles=TokenVocabulary.from_state(state["titles"]),
             movie_ids=IdVocabulary.from_state(state["movie_ids"]),
-            fill_values=dict(state["fill_values"]),
             target_mean=float(state["target_mean"]),
             target_std=float(state["target_std"]),
             title_length=int(state["title_length"]),
@@ -168,4 +168,5 @@ class Preprocessing:
             title_encoding=state["title_encoding"],
             length_vocabulary=int(state["length_vocabulary"]),
             users=IdVocabulary.from_state(state["users"]) if state.get("users") else None,
+            target_range=tuple(state["target_range"]) if state.get("target_range") else None,
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movrec.data.datamodule import TmdbDataModule, split_frame
+from movrec.data.datamodule import TmdbDataModule, require_split_sizes, split_frame
 from movrec.data.movielens import join_ratings, make_movielens, read_movielens
 from movrec.data.preprocessing import Preprocessing
 from movrec.errors import UserError
@@ -20,16 +20,21 @@ SPLITS_BY = ("random", "cold_items", "temporal")
 
 
 def split_ratings(
-    ratings: pd.DataFrame, by: str, test_fraction: float, val_fraction: float, seed: int
+    ratings: pd.DataFrame,
+    by: str,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    what: str = "ratings",
 ) -> dict[str, pd.DataFrame]:
     """``random``: ratings at random; ``cold_items``: whole movies, so validation and test
     movies are never seen in training; ``temporal``: each user's latest ratings are test, the
-    ones just before them validation."""
+    ones just before them validation. ``what`` names the ratings in errors."""
     if by == "random":
-        return split_frame(ratings, test_fraction, val_fraction, seed)
+        return split_frame(ratings, test_fraction, val_fraction, seed, what=what)
     if by == "cold_items":
         movies = pd.DataFrame({"movie_id": np.sort(ratings["movie_id"].unique())})
-        parts = split_frame(movies, test_fraction, val_fraction, seed)
+        parts = split_frame(movies, test_fraction, val_fraction, seed, what=f"{what}: movies")
         return {name: ratings[ratings["movie_id"].isin(p["movie_id"])] for name, p in parts.items()}
     if by == "temporal":
         ordered = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
@@ -37,7 +42,10 @@ def split_ratings(
         position = users.cumcount() / users["rating"].transform("size")
         test = position >= 1 - test_fraction
         val = ~test & (position >= (1 - test_fraction) * (1 - val_fraction))
-        return {"train": ordered[~test & ~val], "val": ordered[val], "test": ordered[test]}
+        parts = {"train": ordered[~test & ~val], "val": ordered[val], "test": ordered[test]}
+        sizes = {name: len(part) for name, part in parts.items()}
+        require_split_sizes(sizes, what, (test_fraction, val_fraction))
+        return parts
     raise UserError(f"data.split must be one of {list(SPLITS_BY)}, got {by!r}")
 
 
@@ -90,7 +98,9 @@ class RatingsDataModule(TmdbDataModule):
             ratings, links, _ = make_movielens(self._raw_movies, **h.ratings_synthetic)
             sources = {"ratings": f"synthetic({dict(h.ratings_synthetic)})"}
         self.sources.update(sources)
-        return join_ratings(ratings, links, movies["movie_id"], self.report)
+        joined = join_ratings(ratings, links, movies["movie_id"], self.report)
+        self.report.require_rows(joined, self.sources["ratings"], "ratings on TMDb movies")
+        return joined
 
     def read_raw(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         movies, credits = super().read_raw()
@@ -103,7 +113,10 @@ class RatingsDataModule(TmdbDataModule):
         h = self.hparams
         movies = self.load_frame()
         ratings = self.load_ratings(movies)
-        self.frames = split_ratings(ratings, h.split, h.test_fraction, h.val_fraction, h.split_seed)
+        what = f"{self.sources['ratings']} (ratings on TMDb movies after cleaning)"
+        self.frames = split_ratings(
+            ratings, h.split, h.test_fraction, h.val_fraction, h.split_seed, what
+        )
         train = self.frames["train"]
         if self.preprocessing is None:  # a checkpoint's fitted state is kept, never refitted
             per_movie = train.groupby("movie_id")["rating"].mean()
@@ -115,6 +128,7 @@ class RatingsDataModule(TmdbDataModule):
                 title_encoding=h.title_encoding,
                 target=pd.Series(per_movie.to_numpy(), index=rated.index),
                 target_scale=(float(train["rating"].mean()), float(train["rating"].std(ddof=0))),
+                target_range=(float(train["rating"].min()), float(train["rating"].max())),
                 users=train["user_id"],
             )  # fmt: skip
         self.movies = movies

@@ -45,6 +45,13 @@ class CleaningReport:
     def add(self, what: str, n: int) -> None:
         self.counts[what] = self.counts.get(what, 0) + int(n)
 
+    def require_rows(self, frame: pd.DataFrame, source: str, what: str) -> None:
+        """A clear error, with what cleaning removed, when nothing is left to learn from."""
+        if len(frame):
+            return
+        repairs = "; ".join(f"{k}: {v}" for k, v in self.counts.items() if v or k == "rows read")
+        raise UserError(f"{source}: no {what} left after cleaning (counts: {repairs})")
+
     def table(self) -> str:
         """The repairs that happened; checks that found nothing are summed up in one line."""
         done = {k: v for k, v in self.counts.items() if v}
@@ -68,9 +75,24 @@ def find_table(directory: str | Path, name: str) -> Path | None:
 def read_table(path: Path) -> pd.DataFrame:
     """Read every cell as text so malformed numbers can be counted rather than crash the parse."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
-        raise UserError(f"{path}: cannot be read as a CSV file ({err})") from err
+        frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(
+            f"{path}: the file is empty (expected a CSV file with a header row)"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8"
+        ) from err
+    except (ValueError, OSError, EOFError) as err:  # pandas' ParserError is a ValueError
+        reason = " ".join(str(err).split())
+        raise UserError(f"{path}: cannot be read as a comma-separated CSV file ({reason})") from err
+    if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
+        raise UserError(
+            f"{path}: one column named {str(frame.columns[0])[:50]!r}...: the file is not "
+            "comma-separated (save it as a comma-separated CSV file)"
+        )
+    return frame
 
 
 def read_tmdb(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:

@@ -130,6 +130,7 @@ class RatingRegressor(L.LightningModule):
         user_dim: int = 32,
         ranking_k: int = 10,
         relevance_threshold: float = 4.0,
+        rating_range: Sequence[float] | None = None,
     ):
         super().__init__()
         if title_pooling not in TITLE_POOLINGS:
@@ -171,6 +172,9 @@ class RatingRegressor(L.LightningModule):
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_uniform_(layer.weight)  # Keras' glorot_uniform
                 nn.init.zeros_(layer.bias)
+        # Outside training, predictions are clipped to the training ratings' range (as Surprise
+        # does): a 0.5-5 star scale never gets a 6.
+        self.rating_range = tuple(map(float, rating_range)) if rating_range else None
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
 
@@ -212,7 +216,10 @@ class RatingRegressor(L.LightningModule):
             out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
             out = out + self.user_bias(users).squeeze(-1)
             out = out + (user * self.movie_projection(movie)).sum(1)
-        return self.target_mean + self.target_std * out
+        out = self.target_mean + self.target_std * out
+        if self.rating_range is not None and not self.training:
+            out = out.clamp(*self.rating_range)
+        return out
 
     def _title(self, tokens: torch.Tensor) -> torch.Tensor:
         vectors = self.title_embedding(tokens)
