@@ -159,3 +159,25 @@ def test_users_personalise_predictions_and_share_the_movie_space():
     assert without.user_embedding is None and without.test_ranking is None
     with pytest.raises(ValueError, match="model.user_dim"):
         RatingRegressor(n_movie_ids=5, vocab_size=7, title_length=3, n_user_ids=3, user_dim=0)
+
+
+def test_predictions_stay_on_the_training_scale_outside_training():
+    """Surprise-style clipping: evaluation and every command see ratings within the range
+    seen in training; training sees the raw output (clipping would stop its gradient)."""
+    model = RatingRegressor(
+        n_movie_ids=3, vocab_size=5, title_length=2, target_mean=3.0, target_std=10.0,
+        rating_range=[0.5, 5.0], n_user_ids=4, dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    batch = {
+        "movie_id": torch.tensor([1, 2, 1, 2]),
+        "title": torch.tensor([[1, 2], [3, 4], [2, 0], [4, 1]]),
+        "user_id": torch.tensor([1, 2, 3, 1]),
+    }
+    with torch.no_grad():
+        model.head[-1].bias.fill_(1.0)  # raw predictions far above the scale: 3 + 10 * ~1
+        raw = model.train()(batch)
+        clipped = model.eval()(batch)
+    assert raw.max() > 5.0
+    assert clipped.min() >= 0.5 and clipped.max() <= 5.0
+    assert torch.equal(clipped, raw.clamp(0.5, 5.0))

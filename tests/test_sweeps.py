@@ -51,3 +51,17 @@ def test_slurm_launcher_config_composes(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "SlurmLauncher" in done.stdout
+
+
+def test_a_failing_job_is_a_failed_row_and_the_sweep_exits_non_zero(tmp_path):
+    cmd = [sys.executable, "train.py", "-m", *TINY, f"paths.log_dir={tmp_path}",
+           "data.test_fraction=0.2,1.5"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert "movrec: error: 1 of 2 sweep jobs failed" in done.stderr
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["status"]) == ["ok", "failed"]
+    assert summary["error"][1] == "UserError: data.test_fraction must be in (0, 1), got 1.5"
+    assert summary["rmse"][0] > 0 and (sweep / "comparison.png").is_file()
+    assert "| failed |" in (sweep / "summary.md").read_text()

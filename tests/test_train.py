@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
+import hydra.core.utils
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import ROOT, make_cfg
+import movrec.resolvers  # noqa: F401  (the config's resolvers)
+from conftest import CONF_DIR, ROOT, make_cfg
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import RatingPredictor
-from movrec.run import run, train
+from movrec.run import format_table, run, train
 
 VARIANTS = ("deep", "glove", "finetuned_glove")
 
@@ -87,6 +93,11 @@ def test_ddp_sim_two_processes(cfg_factory):
         cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.synthetic.n_movies=400")
     )
     assert np.isfinite(metrics["test"]["rmse"]) and Path(metrics["checkpoint"]).is_file()
+    # The spawned workers trained: the summary says so (it said "epochs 0" before).
+    assert metrics["epochs_run"] == 2 and len(metrics["epoch_seconds"]) == 2
+    assert metrics["seconds_per_epoch"] > 0 and 1 <= metrics["best_epoch"] <= 2
+    assert metrics["best_val_loss"] > 0
+    assert "epochs 2 (best" in format_table(metrics) and "nan" not in format_table(metrics)
 
 
 def _cli(args, tmp_path):
@@ -101,14 +112,84 @@ def _cli(args, tmp_path):
     return done
 
 
+def hparams_in_events(folder: Path) -> tuple[dict, dict[str, float]]:
+    """The HParams plugin's view of a run: its hyperparameters and its metrics' values."""
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    hparams = {
+        k: v.string_value or v.number_value for k, v in start.session_start_info.hparams.items()
+    }
+    metrics = {}
+    for info in experiment.metric_infos:
+        metrics[info.name.tag] = events.Scalars(info.name.tag)[-1].value
+    return hparams, metrics
+
+
 def test_cli_run_writes_metrics_checkpoint_and_tensorboard(tmp_path):
-    _cli(["data=synthetic", "model=finetuned_glove"], tmp_path)
+    done = _cli(["data=synthetic", "model=finetuned_glove"], tmp_path)
     (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["choices"]["model"] == "finetuned_glove"
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    # TensorBoard's HParams tab: the run's settings beside its final metrics.
+    hparams, final = hparams_in_events(run_dir / "tensorboard")
+    assert hparams["choice/model"] == "finetuned_glove" and hparams["model/lr"] == 0.001
+    assert final["hp/test_rmse"] == pytest.approx(metrics["test"]["rmse"], rel=1e-6)
+    assert final["hp/test_r2"] == pytest.approx(metrics["test"]["r2"], rel=1e-5, abs=1e-6)
+    assert final["hp/best_val_loss"] == pytest.approx(metrics["best_val_loss"], rel=1e-6)
+    # What is ours to silence is silent.
+    output = done.stdout + done.stderr
+    for noise in ("litlogger", "Trainer already configured", "LeafSpec"):
+        assert noise not in output
+
+
+def test_runs_started_in_the_same_second_keep_their_own_folders(tmp_path, monkeypatch):
+    """Run folders are named by the second; a second run in that second gets its own."""
+
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 1, 1, 12, 0, 0)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", FrozenClock)  # Hydra's `now` resolver
+    folders = []
+    for _ in range(2):  # two runs, each composing the default config
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", [f"paths.log_dir={tmp_path}"], return_hydra_config=True)
+        folders.append(cfg.hydra.run.dir)
+        assert cfg.hydra.run.dir == folders[-1]  # resolved once per run, then cached
+    base = f"{tmp_path}/runs/2026-01-01_12-00-00"
+    assert folders == [base, f"{base}_2"]
+    assert all(Path(f).is_dir() for f in folders)
+
+
+def test_two_concurrent_train_processes_keep_their_own_results(tmp_path):
+    args = ["data=synthetic", "data.synthetic.n_movies=300", "trainer.max_epochs=1",
+            "callbacks.progress_bar=null", "logger=none", f"paths.log_dir={tmp_path}"]  # fmt: skip
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "train.py", *args, f"model={model}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for model in ("deep", "glove")
+    ]
+    for job in jobs:
+        assert job.wait(timeout=600) == 0, job.stderr.read()[-2000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    models = sorted(json.loads((r / "metrics.json").read_text())["choices"]["model"] for r in runs)
+    assert models == ["deep", "glove"]
+    for run_dir in runs:
+        names = {p.name for p in (run_dir / "checkpoints").iterdir()}
+        assert "last.ckpt" in names and len(names) == 2  # its own best and last, nothing else
 
 
 def test_cli_multirun_sweeps_the_three_models(tmp_path):
@@ -151,5 +232,8 @@ def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_p
     assert again["test"] == pytest.approx(metrics["test"], rel=1e-6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["checkpoint"] == metrics["checkpoint"]
+    line = format_table(saved).splitlines()[-1]
+    assert line.startswith(f"checkpoint of epoch {metrics['best_epoch']}, parameters")
+    assert "None" not in line and "nan" not in line
     with pytest.raises(ValueError, match="ckpt_path"):
         run(make_cfg(tmp_path, "train=false"))
