@@ -1,0 +1,67 @@
+"""Every command the README shows is one the project accepts: each `python train.py ...` composes
+(every job of a sweep), each `movrec ...` parses. CI runs the cheap ones for real."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shlex
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import movrec.resolvers  # noqa: F401  (the config's resolvers)
+from conftest import CONF_DIR, ROOT
+from movrec.recommend import _parser
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_commands(program: str) -> list[str]:
+    """Commands in code blocks and inline code that start with ``program``."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    prose = re.sub(r"```.*?```", "", README, flags=re.S).replace("\n", " ")
+    lines += re.findall(r"`([^`]+)`", prose)
+    found = [line.split(" #")[0].strip() for line in lines if line.strip().startswith(program)]
+    return list(dict.fromkeys(found))
+
+
+def placeholders(text: str) -> str:
+    return re.sub(r"<[^>]*>", "x", text)
+
+
+TRAIN = readme_commands("python train.py")
+MOVREC = [c for c in readme_commands("movrec ") if " --" in c]  # not prose mentions
+
+
+def test_the_readme_shows_the_commands_users_type():
+    assert "python train.py -m model=deep,glove,finetuned_glove" in TRAIN
+    assert any(c.startswith("python train.py -m experiment=paper") for c in TRAIN)
+    assert len(TRAIN) >= 12 and len(MOVREC) >= 4
+
+
+@pytest.mark.parametrize("command", TRAIN)
+def test_every_train_command_composes(command, tmp_path):
+    args = shlex.split(placeholders(command))[2:]
+    args = [a for a in args if a != "-m"]
+    hydra_args = [a for a in args if a.startswith("hydra")]
+    overrides = [a for a in args if not a.startswith("hydra")]
+    # A sweep: every combination of the comma-separated values is a job that must compose.
+    choices = [
+        [f"{a.split('=', 1)[0]}={v}" for v in a.split("=", 1)[1].split(",")] for a in overrides
+    ]
+    for job in itertools.product(*choices):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(
+                "train", [*job, *hydra_args, f"paths.log_dir={tmp_path}"], return_hydra_config=True
+            )
+        OmegaConf.to_container(cfg.model, resolve=True)
+        OmegaConf.to_container(cfg.data, resolve=True)
+
+
+@pytest.mark.parametrize("command", MOVREC)
+def test_every_movrec_command_parses(command):
+    args = _parser().parse_args(shlex.split(placeholders(command))[1:])
+    assert args.command in ("similar", "user", "new-user", "predict")
