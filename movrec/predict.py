@@ -7,6 +7,7 @@ plus the datamodule's own settings, so the data it was trained on can be rebuilt
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,12 @@ class Checkpoint:
         if not self.path.is_file():
             raise MissingFileError(f"checkpoint not found: {self.path}")
         # Our own checkpoints: they hold plain Python state besides tensors.
-        self.raw = torch.load(self.path, map_location=map_location, weights_only=False)
+        try:
+            self.raw = torch.load(self.path, map_location=map_location, weights_only=False)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+            raise UserError(f"{self.path}: not a checkpoint file ({err})") from err
+        if not isinstance(self.raw, dict):
+            raise UserError(f"{self.path}: not a Lightning checkpoint")
         found = [name for name in DATAMODULES if self.raw.get(name, {}).get("preprocessing")]
         if not found:
             raise UserError(

@@ -202,3 +202,10 @@ def test_predict_on_a_csv_without_titles_names_the_column(tmp_path):
 
     with pytest.raises(UserError, match=r"input rows: missing column\(s\) \['title'\]"):
         clean_movies(frame, CleaningReport(), source="input rows", require_target=False)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, capsys):
+    fake = tmp_path / "model.ckpt"
+    fake.write_text("id,title\n1,A\n")
+    assert movrec_main(["predict", "--csv", str(fake), "--ckpt", str(fake)]) == 2
+    assert capsys.readouterr().err.startswith(f"movrec: error: {fake}: not a checkpoint file")
