@@ -84,6 +84,8 @@ def test_new_user_gets_more_of_what_they_like(recommender, world, genre):
     liked = movies[movies["genres"].str.contains(f'"{genre}"')]["title"].head(5).tolist()
     top = recommender.new_user(likes=liked, k=10)
     assert np.mean([genre in genres for genres in top["genres"]]) >= 0.5
+    low, high = recommender.datamodule.preprocessing.target_range  # no 6 on a 5-star scale
+    assert top["predicted_rating"].between(low, high).all()
     assert not set(top["title"]) & set(liked)
     by_genre = recommender.new_user(likes=liked[:1], genres=[genre.lower()], k=10)
     assert all(genre in genres for genres in by_genre["genres"])
