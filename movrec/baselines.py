@@ -21,12 +21,15 @@ from movrec.models.regressor import ranking_metrics, regression_metrics
 def scores(
     pred: torch.Tensor, target: torch.Tensor, ranking: MetricCollection | None = None,
     users: torch.Tensor | None = None, relevance_threshold: float = 4.0,
+    ranked_by: torch.Tensor | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """MAE / RMSE / R² / loss, plus the ranking metrics when given a collection and users."""
+    """MAE / RMSE / R² / loss, plus the ranking metrics when given a collection and users
+    (ranked by ``ranked_by``, default ``pred``: unclipped scores avoid ties at the top)."""
     out = {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
     out["loss"] = float(F.mse_loss(pred, target))
     if ranking is not None:
-        ranking.update(pred, target >= relevance_threshold, indexes=users)
+        ranked_by = pred if ranked_by is None else ranked_by
+        ranking.update(ranked_by, target >= relevance_threshold, indexes=users)
         out.update({k: float(v) for k, v in ranking.compute().items()})
     return out
 
@@ -58,11 +61,12 @@ def user_item_bias(
         + test["user_id"].map(user_bias).fillna(0.0)
         + test["movie_id"].map(movie_bias).fillna(0.0)
     )
-    pred = pred.clip(fit_on["rating"].min(), fit_on["rating"].max())  # as the models are
+    clipped = pred.clip(fit_on["rating"].min(), fit_on["rating"].max())  # as the models are
     return scores(
-        torch.tensor(pred.to_numpy(), dtype=torch.float32),
+        torch.tensor(clipped.to_numpy(), dtype=torch.float32),
         torch.tensor(test["rating"].to_numpy(), dtype=torch.float32),
         ranking_metrics("", ranking_k),
         torch.tensor(test["user_id"].to_numpy()),
         relevance_threshold,
+        ranked_by=torch.tensor(pred.to_numpy(), dtype=torch.float32),
     )

@@ -117,14 +117,26 @@ class Recommender:
             batch["user_id"] = torch.full((n,), user or 0, dtype=torch.long)
         return batch
 
-    def table(self, scores: torch.Tensor, exclude: torch.Tensor, k: int, name: str) -> pd.DataFrame:
-        """The ``k`` best-scored movies not excluded, best first."""
+    def table(
+        self, scores: torch.Tensor, exclude: torch.Tensor, k: int, name: str,
+        shown: torch.Tensor | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """The ``k`` best-scored movies not excluded, best first, with ``shown`` (default: the
+        scores) as column ``name``."""
+        shown = scores if shown is None else shown
         scores = scores.masked_fill(exclude, float("-inf"))
         k = min(k, int((~exclude).sum()))
         top = torch.topk(scores, k).indices
         out = self.labels.iloc[top.numpy()].reset_index(drop=True)
         out.insert(0, "rank", range(1, len(out) + 1))
-        return out.assign(**{name: scores[top].numpy()})
+        return out.assign(**{name: shown[top].numpy()})
+
+    def ratings_table(
+        self, model: RatingRegressor, batch: dict, exclude: torch.Tensor, k: int
+    ) -> pd.DataFrame:
+        """Ranked by the model's unclipped scores, shown as ratings on the training scale."""
+        scores = model.score(batch)
+        return self.table(scores, exclude, k, "predicted_rating", shown=model.clip(scores))
 
     # ---- commands -----------------------------------------------------------------------
     @torch.no_grad()
@@ -157,8 +169,8 @@ class Recommender:
             )
         rated = pd.concat(datamodule.frames.values())
         rated = set(rated.loc[rated["user_id"] == user_id, "movie_id"])
-        scores = self.model(self._batch(slice(None), index))
-        return self.table(scores, self._movie_mask(rated), k, "predicted_rating")
+        batch = self._batch(slice(None), index)
+        return self.ratings_table(self.model, batch, self._movie_mask(rated), k)
 
     def _movie_mask(self, movie_ids: set[int]) -> torch.Tensor:
         return torch.tensor(self.labels["movie_id"].isin(movie_ids).to_numpy())
@@ -177,13 +189,12 @@ class Recommender:
             raise UserError("new-user needs --likes and/or --genres")
         rows = torch.tensor([self.find(t) for t in likes], dtype=torch.long)
         model = self._fold_in(rows, steps) if len(rows) else self.model
-        with torch.no_grad():
-            scores = model(self._batch(slice(None)))
-        exclude = torch.zeros(len(scores), dtype=torch.bool)
+        exclude = torch.zeros(len(self.labels), dtype=torch.bool)
         exclude[rows] = True
         if genres:
             exclude |= ~self.genre_mask(genres)
-        return self.table(scores, exclude, k, "predicted_rating")
+        with torch.no_grad():
+            return self.ratings_table(model, self._batch(slice(None)), exclude, k)
 
     def _fold_in(self, rows: torch.Tensor, steps: int, l2: float = 0.1) -> RatingRegressor:
         model = copy.deepcopy(self.model)

@@ -181,3 +181,5 @@ def test_predictions_stay_on_the_training_scale_outside_training():
     assert raw.max() > 5.0
     assert clipped.min() >= 0.5 and clipped.max() <= 5.0
     assert torch.equal(clipped, raw.clamp(0.5, 5.0))
+    with torch.no_grad():  # rankings order by the unclipped scores: no ties at the top
+        assert torch.equal(model.eval().score(batch), raw)

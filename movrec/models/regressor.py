@@ -206,7 +206,9 @@ class RatingRegressor(L.LightningModule):
         movie = self.movie_inputs(batch)
         return self.movie_projection(movie) if self.user_embedding is not None else movie
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted ratings before clipping: what rankings order by (clipping would tie every
+        movie predicted above the scale's top)."""
         movie = self.movie_inputs(batch)
         if self.user_embedding is None:
             out = self.head(movie).squeeze(-1)
@@ -216,10 +218,16 @@ class RatingRegressor(L.LightningModule):
             out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
             out = out + self.user_bias(users).squeeze(-1)
             out = out + (user * self.movie_projection(movie)).sum(1)
-        out = self.target_mean + self.target_std * out
-        if self.rating_range is not None and not self.training:
-            out = out.clamp(*self.rating_range)
-        return out
+        return self.target_mean + self.target_std * out
+
+    def clip(self, ratings: torch.Tensor) -> torch.Tensor:
+        """Ratings within the range seen in training (as Surprise does)."""
+        return ratings.clamp(*self.rating_range) if self.rating_range is not None else ratings
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted ratings; clipped outside training (training needs the raw gradient)."""
+        scores = self.score(batch)
+        return scores if self.training else self.clip(scores)
 
     def _title(self, tokens: torch.Tensor) -> torch.Tensor:
         vectors = self.title_embedding(tokens)
@@ -250,23 +258,24 @@ class RatingRegressor(L.LightningModule):
     def _evaluate(
         self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
     ) -> torch.Tensor:
-        pred = self(batch)
+        scores = self.score(batch)
+        pred = self.clip(scores)
         loss = F.mse_loss(pred, batch["rating"])
         metrics.update(pred, batch["rating"])
         size = len(pred)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=size)
-        return pred
+        return scores
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        pred = self._evaluate(batch, "test", self.test_metrics)
-        if self.test_ranking is not None:
+        scores = self._evaluate(batch, "test", self.test_metrics)
+        if self.test_ranking is not None:  # ranked by the unclipped scores: no ties at the top
             relevant = batch["rating"] >= self.hparams.relevance_threshold
-            self.test_ranking.update(pred, relevant, indexes=batch["user_key"])
-            self.log_dict(self.test_ranking, batch_size=len(pred))
+            self.test_ranking.update(scores, relevant, indexes=batch["user_key"])
+            self.log_dict(self.test_ranking, batch_size=len(scores))
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch)
