@@ -61,6 +61,17 @@ def _log_to_files(message: str, error: BaseException) -> None:
             handler.handle(record)
 
 
+def report_user_error(error: Exception) -> int:
+    """One line on stderr (the traceback to the log files) and exit code 2 for a user error;
+    a bug is raised again, traceback and all."""
+    user_error = find_user_error(error)
+    if user_error is None:
+        raise error
+    _log_to_files("user error", error)
+    print(error_line(user_error), file=sys.stderr)
+    return USER_ERROR_EXIT_CODE
+
+
 def run_job(job: Callable[[], float | None]) -> float | None:
     """Run one ``train.py`` job.
 
@@ -71,34 +82,25 @@ def run_job(job: Callable[[], float | None]) -> float | None:
     """
     try:
         return job()
-    except Exception as error:  # noqa: BLE001  (sorted below: user error, sweep job, bug)
+    except Exception as error:  # noqa: BLE001  (sorted below: sweep job, user error, bug)
+        if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+            sys.exit(report_user_error(error))
         user_error = find_user_error(error)
-        sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-        if sweep:
-            output_dir = Path(HydraConfig.get().runtime.output_dir)
-            shown = user_error or error
-            (output_dir / FAILED_FILE).write_text(f"{type(shown).__name__}: {one_line(shown)}\n")
-            if user_error is not None:
-                _log_to_files("job failed", error)
-                log.error("job failed: %s", error_line(shown))
-            else:
-                log.exception("job failed with a bug")
-            return math.nan
+        shown = user_error or error
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        (output_dir / FAILED_FILE).write_text(f"{type(shown).__name__}: {one_line(shown)}\n")
         if user_error is None:
-            raise
-        _log_to_files("user error", error)
-        print(error_line(user_error), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+            log.exception("job failed with a bug")
+        else:
+            _log_to_files("job failed", error)
+            log.error("job failed: %s", error_line(shown))
+        return math.nan
 
 
 def run_command(command: Callable[[], object]) -> int:
     """A command-line tool's exit code: 0, or 2 after one line for a user error; a bug raises."""
     try:
         command()
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        print(error_line(user_error), file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
+    except Exception as error:  # noqa: BLE001  (a bug is raised again)
+        return report_user_error(error)
     return 0

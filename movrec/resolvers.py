@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -18,14 +17,14 @@ def unique_dir(path: str) -> str:
     """
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
-        candidate = base if n == 1 else base.with_name(f"{base.name}_{n}")
+    candidate, n = base, 1
+    while True:
         try:
             candidate.mkdir()
+            return str(candidate)
         except FileExistsError:
-            continue
-        return str(candidate)
-    raise AssertionError("unreachable")
+            n += 1
+            candidate = base.with_name(f"{base.name}_{n}")
 
 
 def paper_title_encoding(title_init: str) -> str:

@@ -121,11 +121,7 @@ def format_table(metrics: dict) -> str:
 
 def run_facts(metrics: dict) -> list[str]:
     """What is known about how the tested weights came about; nothing unknown is printed."""
-    epochs, best, seconds = (
-        metrics["epochs_run"],
-        metrics["best_epoch"],
-        metrics["seconds_per_epoch"],
-    )
+    epochs, best, seconds = (metrics[k] for k in ("epochs_run", "best_epoch", "seconds_per_epoch"))
     facts = []
     if epochs is not None:
         facts.append(f"epochs {epochs}" + (f" (best {best})" if best is not None else ""))

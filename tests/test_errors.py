@@ -10,7 +10,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from conftest import ROOT
@@ -193,15 +192,6 @@ def test_report_of_no_sweep_is_one_line(tmp_path, capsys):
 
     assert report_main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("movrec: error:")
-
-
-def test_predict_on_a_csv_without_titles_names_the_column(tmp_path):
-    frame = pd.DataFrame({"id": [1]})
-    write_file(tmp_path, "rows.csv", frame.to_csv(index=False))
-    from movrec.data.tmdb import CleaningReport, clean_movies
-
-    with pytest.raises(UserError, match=r"input rows: missing column\(s\) \['title'\]"):
-        clean_movies(frame, CleaningReport(), source="input rows", require_target=False)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, capsys):

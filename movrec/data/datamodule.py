@@ -104,11 +104,16 @@ def split_frame(
         raise UserError(
             f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
         )
-    # The sizes scikit-learn will make (it rounds the test share up), checked before it runs.
+    # The sizes scikit-learn will make (it rounds held-out shares up; the smallest of k folds
+    # has n // k rows), checked before it runs.
     n_test = math.ceil(test_fraction * len(frame))
     n_rest = len(frame) - n_test
-    n_val = math.ceil(val_fraction * n_rest) if folds is None else math.ceil(n_rest / folds)
-    sizes = {"train": n_rest - n_val, "val": n_val, "test": n_test}
+    if folds is None:
+        sizes = {"train": n_rest - math.ceil(val_fraction * n_rest)}
+        sizes["val"] = n_rest - sizes["train"]
+    else:
+        sizes = {"train": n_rest - math.ceil(n_rest / folds), "val": n_rest // folds}
+    sizes["test"] = n_test
     require_split_sizes(sizes, what, (test_fraction, val_fraction))
     rest, test = train_test_split(frame, test_size=test_fraction, random_state=seed)
     if folds is None:
