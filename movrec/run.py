@@ -215,7 +215,8 @@ def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit on train, early-stop on val, test the best checkpoint; return what metrics.json holds."""
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
+        log.info("seed %d", cfg.seed)
     datamodule = build_datamodule(cfg)
     if not issubclass(get_class(cfg.model._target_), L.LightningModule):
         metrics = fit_estimator(cfg, datamodule)

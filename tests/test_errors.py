@@ -158,7 +158,8 @@ def train_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     ("args", "expected"),
     [
         (["data.dir={tmp}/none"], "tmdb-movie-metadata"),
-        (["data=synthetic", "data.test_fraction=1.5"], "data.test_fraction must be in (0, 1)"),
+        # options are checked before any file is read
+        (["data.dir={tmp}/none", "data.test_fraction=1.5"], "data.test_fraction must be in (0, 1)"),
         (["data.dir={tmp}/movies"], "missing column(s) ['vote_average']"),
     ],
 )
@@ -166,8 +167,9 @@ def test_train_py_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expe
     write_file(tmp_path / "movies", MOVIES_FILE, "id,title\n1,A\n")
     done = train_cli(tmp_path, *(a.format(tmp=tmp_path) for a in args))
     assert done.returncode == 2, done.stderr[-2000:]
-    (line,) = [x for x in done.stderr.splitlines() if x.startswith("movrec: error:")]
-    assert expected in line and "Traceback" not in done.stderr + done.stdout
+    (line,) = done.stderr.splitlines()  # nothing but the error on stderr
+    assert line.startswith("movrec: error:") and expected in line
+    assert "Traceback" not in done.stderr + done.stdout
     (log,) = (tmp_path / "logs" / "runs").glob("*/train.log")
     assert "Traceback" in log.read_text() and expected in log.read_text()
 

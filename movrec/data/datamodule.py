@@ -83,6 +83,18 @@ def require_split_sizes(sizes: dict[str, int], what: str, fractions: tuple[float
     )
 
 
+def check_split_options(
+    test_fraction: float, val_fraction: float, folds: int | None = None, fold: int = 0
+) -> None:
+    for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
+        if not 0 < value < 1:
+            raise UserError(f"{name} must be in (0, 1), got {value}")
+    if folds is not None and (folds < 2 or not 0 <= fold < folds):
+        raise UserError(
+            f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
+        )
+
+
 def split_frame(
     frame: pd.DataFrame,
     test_fraction: float,
@@ -97,13 +109,7 @@ def split_frame(
     With ``folds`` the non-test rows are cut into that many folds and fold ``fold`` validates
     (k-fold cross-validation, the test split unchanged). ``what`` names the rows in errors.
     """
-    for name, value in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
-        if not 0 < value < 1:
-            raise UserError(f"{name} must be in (0, 1), got {value}")
-    if folds is not None and (folds < 2 or not 0 <= fold < folds):
-        raise UserError(
-            f"data.folds must be >= 2 and 0 <= data.fold < data.folds, got {folds}, {fold}"
-        )
+    check_split_options(test_fraction, val_fraction, folds, fold)
     # The sizes scikit-learn will make (it rounds held-out shares up; the smallest of k folds
     # has n // k rows), checked before it runs.
     n_test = math.ceil(test_fraction * len(frame))
@@ -163,6 +169,7 @@ class TmdbDataModule(L.LightningDataModule):
         ):
             if value not in allowed:
                 raise UserError(f"{name} must be one of {list(allowed)}, got {value!r}")
+        check_split_options(test_fraction, val_fraction, folds, fold)  # before reading files
         if not 0 <= unknown_id_rate < 1:
             raise UserError(f"data.unknown_id_rate must be in [0, 1), got {unknown_id_rate}")
         # `features` None is the paper's model: movie id and title only.
