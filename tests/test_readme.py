@@ -42,7 +42,10 @@ def test_the_readme_shows_the_commands_users_type():
     assert len(TRAIN) >= 12 and len(MOVREC) >= 4
 
 
-@pytest.mark.parametrize("command", TRAIN)
+SWEEP_IS_SLOW = [pytest.param(c, marks=pytest.mark.slow) if " -m " in c else c for c in TRAIN]
+
+
+@pytest.mark.parametrize("command", SWEEP_IS_SLOW)
 def test_every_train_command_composes(command, tmp_path):
     args = shlex.split(placeholders(command))[2:]
     args = [a for a in args if a != "-m"]

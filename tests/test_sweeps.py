@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # subprocess sweeps: Optuna, joblib, SLURM
 
 TINY = [
     "data=synthetic",

@@ -88,6 +88,7 @@ def test_fast_dev_run_smoke(cfg_factory):
     assert np.isfinite(metrics["test"]["rmse"]) and metrics["checkpoint"] is None
 
 
+@pytest.mark.slow
 def test_ddp_sim_two_processes(cfg_factory):
     metrics = train(
         cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.synthetic.n_movies=400")
@@ -128,6 +129,7 @@ def hparams_in_events(folder: Path) -> tuple[dict, dict[str, float]]:
     return hparams, metrics
 
 
+@pytest.mark.slow
 def test_cli_run_writes_metrics_checkpoint_and_tensorboard(tmp_path):
     done = _cli(["data=synthetic", "model=finetuned_glove"], tmp_path)
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -168,6 +170,7 @@ def test_runs_started_in_the_same_second_keep_their_own_folders(tmp_path, monkey
     assert all(Path(f).is_dir() for f in folders)
 
 
+@pytest.mark.slow
 def test_two_concurrent_train_processes_keep_their_own_results(tmp_path):
     args = ["data=synthetic", "data.synthetic.n_movies=300", "trainer.max_epochs=1",
             "callbacks.progress_bar=null", "logger=none", f"paths.log_dir={tmp_path}"]  # fmt: skip
@@ -192,6 +195,7 @@ def test_two_concurrent_train_processes_keep_their_own_results(tmp_path):
         assert "last.ckpt" in names and len(names) == 2  # its own best and last, nothing else
 
 
+@pytest.mark.slow
 def test_cli_multirun_sweeps_the_three_models(tmp_path):
     _cli(["-m", "data=synthetic", "model=deep,glove,finetuned_glove"], tmp_path)
     (sweep,) = (tmp_path / "multiruns").iterdir()
@@ -211,6 +215,7 @@ def test_cli_multirun_sweeps_the_three_models(tmp_path):
     assert (sweep / "comparison.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_cli_missing_data_is_a_clear_error(tmp_path):
     cmd = [sys.executable, "train.py", f"data.dir={tmp_path}/none", f"paths.log_dir={tmp_path}"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
