@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 
-from movrec.models.regressor import ranking_metrics, regression_metrics
+from movrec.models.metrics import ranking_metrics, regression_metrics
 
 
 def scores(

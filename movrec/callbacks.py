@@ -154,7 +154,7 @@ class EmbeddingProjector(L.Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        users = getattr(pl_module, "user_embedding", None) is not None
+        users = getattr(pl_module, "has_users", False)
         if not writers or not users or not trainer.is_global_zero or trainer.datamodule is None:
             return
         movies, tensors = trainer.datamodule.catalogue()

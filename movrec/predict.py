@@ -25,49 +25,54 @@ DATAMODULES = {cls.__qualname__: cls for cls in (TmdbDataModule, RatingsDataModu
 
 
 class Checkpoint:
-    """A movrec checkpoint file: the trained module, the fitted preprocessing, the data."""
+    """A movrec checkpoint file, checked once; the module and the datamodule come back through
+    Lightning's own ``load_from_checkpoint``."""
 
     def __init__(self, path: str | Path, map_location: str = "cpu"):
         self.path = Path(path)
+        self.map_location = map_location
         if not self.path.is_file():
             raise MissingFileError(f"checkpoint not found: {self.path}")
-        # Our own checkpoints: they hold plain Python state besides tensors.
+        # Our own checkpoints: they hold plain Python state and partials besides tensors.
         try:
-            self.raw = torch.load(self.path, map_location=map_location, weights_only=False)
+            raw = torch.load(self.path, map_location=map_location, weights_only=False)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
             raise UserError(f"{self.path}: not a checkpoint file ({err})") from err
-        if not isinstance(self.raw, dict):
+        if not isinstance(raw, dict) or "state_dict" not in raw:
             raise UserError(f"{self.path}: not a Lightning checkpoint")
-        found = [name for name in DATAMODULES if self.raw.get(name, {}).get("preprocessing")]
+        found = [name for name in DATAMODULES if raw.get(name, {}).get("preprocessing")]
         if not found:
             raise UserError(
                 f"{self.path}: no fitted preprocessing in this checkpoint (not a movrec run?)"
             )
-        self.datamodule_name = found[0]
-        self.state: dict = self.raw[self.datamodule_name]
-        self.epoch = int(self.raw["epoch"]) + 1  # 1-based
+        if "sizes" not in raw.get("hyper_parameters", {}):
+            raise UserError(
+                f"{self.path}: written by movrec before 0.2 (one flat RatingRegressor); this "
+                "version builds the model from components: retrain it with python train.py"
+            )
+        self.datamodule_class = DATAMODULES[found[0]]
+        self.state: dict = raw[found[0]]
+        self.epoch = int(raw["epoch"]) + 1  # 1-based
 
     @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.from_state(self.state["preprocessing"])
 
     def model(self) -> RatingRegressor:
-        hparams = self.raw["hyper_parameters"]
-        extra = {}
-        if hparams.get("title_init") == "glove":
-            # Placeholder of the right shape; the trained weights come from the state dict.
-            extra["title_vectors"] = torch.zeros(hparams["vocab_size"], hparams["title_dim"])
-        model = RatingRegressor(**hparams, **extra)
-        model.load_state_dict(self.raw["state_dict"])
+        model = RatingRegressor.load_from_checkpoint(
+            self.path, map_location=self.map_location, weights_only=False
+        )
         return model.eval()
 
     def datamodule(self, **overrides: Any) -> TmdbDataModule:
         """The training data rebuilt from the saved settings (``overrides`` replace some, e.g.
         a folder that moved), transformed by the checkpoint's fitted preprocessing."""
-        settings = {**self.raw.get("datamodule_hyper_parameters", {})}
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        datamodule = DATAMODULES[self.datamodule_name](**settings)
-        datamodule.load_state_dict(self.state)
+        datamodule = self.datamodule_class.load_from_checkpoint(
+            self.path,
+            map_location=self.map_location,
+            weights_only=False,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
         datamodule.setup("predict")
         return datamodule
 

@@ -112,7 +112,7 @@ class Recommender:
 
     def _batch(self, rows: torch.Tensor | slice, user: int | None = None) -> dict:
         batch = {k: v[rows] for k, v in self.tensors.items()}
-        if self.model.user_embedding is not None:
+        if self.model.has_users:
             n = len(next(iter(batch.values())))
             batch["user_id"] = torch.full((n,), user or 0, dtype=torch.long)
         return batch
@@ -150,7 +150,7 @@ class Recommender:
         return self.table(similarity, exclude, k, "similarity")
 
     def _need_users(self) -> RatingsDataModule:
-        if self.model.user_embedding is None or not isinstance(self.datamodule, RatingsDataModule):
+        if not self.model.has_users or not isinstance(self.datamodule, RatingsDataModule):
             raise UserError(
                 "this checkpoint was trained without users: pass --ckpt of a run on user "
                 "ratings (python train.py experiment=recommend)"
@@ -199,7 +199,7 @@ class Recommender:
     def _fold_in(self, rows: torch.Tensor, steps: int, l2: float = 0.1) -> RatingRegressor:
         model = copy.deepcopy(self.model)
         model.requires_grad_(False)
-        weights = (model.user_embedding.weight, model.user_bias.weight)
+        weights = (model.net.users.embedding.weight, model.net.users.bias.weight)
         start = [w[0].detach().clone() for w in weights]
         for w in weights:
             w.requires_grad_(True)  # only row 0, the unknown user, gets gradients

@@ -71,18 +71,17 @@ def build_datamodule(cfg: DictConfig) -> TmdbDataModule:
 def build_model(
     cfg: DictConfig, datamodule: TmdbDataModule
 ) -> tuple[L.LightningModule, dict | None]:
-    """The module, with the GloVe matrix for the fitted vocabulary when the config asks for it."""
-    vectors, glove = None, None
-    if cfg.model.get("title_init") == "glove":
-        vectors, glove = datamodule.title_embedding(cfg.glove.oov_init, seed=cfg.get("seed") or 0)
-        log.info(
-            "GloVe %s: %d-d, %.1f%% of %d vocabulary words found (%.2f s)",
-            glove["source"], glove["dim"], 100 * glove["coverage"],
-            len(vectors) - 2, glove["seconds"],
-        )  # fmt: skip
-    model = instantiate(
-        cfg.model, **datamodule.model_sizes(), title_vectors=vectors, _convert_="all"
-    )
+    """The module for the fitted data's sizes; GloVe rows copied into its title tower when the
+    config asks for them (a checkpoint rebuilds the module from sizes alone)."""
+    model = instantiate(cfg.model, sizes=datamodule.model_sizes(), _convert_="all")
+    if model.net.title.init != "glove":
+        return model, None
+    vectors, glove = datamodule.title_vectors(cfg.glove.oov_init, seed=cfg.get("seed") or 0)
+    model.net.title.load_vectors(vectors)
+    log.info(
+        "GloVe %s: %d-d, %.1f%% of %d vocabulary words found (%.2f s)",
+        glove["source"], glove["dim"], 100 * glove["coverage"], len(vectors) - 2, glove["seconds"],
+    )  # fmt: skip
     return model, glove
 
 
@@ -230,10 +229,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks=[*instantiate_group(cfg.get("callbacks")), FitSummary()],
         logger=loggers or False,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # Our checkpoints hold the network and optimiser partials and fitted preprocessing.
+    resume = cfg.get("ckpt_path")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=False)
     fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    results = trainer.test(
+        model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
+    )
     metrics = run_metrics(
         cfg,
         datamodule,
@@ -271,16 +274,26 @@ def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any])
         logger.finalize("success")
 
 
+def data_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The ``data.*`` settings given on this command line (e.g. ``data.dir=`` for files that
+    moved), typed as the composed config has them."""
+    keys = {
+        override.split("=", 1)[0].removeprefix("+").split(".")[1]
+        for override in hydra_context().get("overrides", [])
+        if override.lstrip("+").startswith("data.")
+    }
+    return {key: OmegaConf.to_container(cfg.data, resolve=True)[key] for key in keys}
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Re-test a saved checkpoint with its own fitted preprocessing (``train=false``)."""
+    """Re-test a saved checkpoint on the data it was trained on (``train=false``): settings
+    and fitted preprocessing come from the checkpoint, nothing is refitted."""
     path = cfg.get("ckpt_path")
     if not path:
         raise UserError("train=false evaluates a checkpoint: give ckpt_path=<path to a .ckpt>")
     checkpoint = Checkpoint(path)
     model = checkpoint.model()
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.load_state_dict(checkpoint.state)  # its vocabulary, id map, features: no refit
-    datamodule.setup("test")
+    datamodule = checkpoint.datamodule(**data_overrides(cfg))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = run_metrics(

@@ -68,9 +68,12 @@ def test_variants_differ_only_in_title_embedding(cfg_factory):
         "finetuned_glove": ("glove", True),
     }
     for name, (init, trainable) in expected.items():
-        assert (models[name]["title_init"], models[name]["title_trainable"]) == (init, trainable)
+        net = models[name]["net"]
+        assert (net["title_init"], net["title_trainable"]) == (init, trainable)
     strip = ("title_init", "title_trainable")
-    bodies = [{k: v for k, v in m.items() if k not in strip} for m in models.values()]
+    for model in models.values():
+        model["net"] = {k: v for k, v in model["net"].items() if k not in strip}
+    bodies = list(models.values())
     assert all(body == bodies[0] for body in bodies)
 
 
@@ -104,7 +107,7 @@ def test_datamodules_instantiate(cfg_factory):
 
 
 @pytest.mark.parametrize(
-    "override", ["model=glov", "modle=glove", "model.title_dimm=50", "data.batchsize=3"]
+    "override", ["model=glov", "modle=glove", "model.net.title_dimm=50", "data.batchsize=3"]
 )
 def test_typos_fail_fast(cfg_factory, override):
     with pytest.raises(ConfigCompositionException):
@@ -112,9 +115,10 @@ def test_typos_fail_fast(cfg_factory, override):
 
 
 def test_bad_option_values_name_the_option(cfg_factory):
-    cfg = cfg_factory("model.title_init=word2vec")
-    with pytest.raises(Exception, match="model.title_init"):
-        instantiate(cfg.model, n_movie_ids=3, vocab_size=4, title_length=2)
+    cfg = cfg_factory("model.net.title_init=word2vec")
+    with pytest.raises(Exception, match="model.net.title_init"):
+        sizes = {"n_movie_ids": 3, "vocab_size": 4, "title_length": 2}
+        instantiate(cfg.model, sizes={**sizes, "target_mean": 0.0, "target_std": 1.0})
     cfg = cfg_factory("data.merge_on=name")
     dm = instantiate(cfg.data)
     with pytest.raises(ValueError, match="data.merge_on"):

@@ -150,6 +150,6 @@ def test_paper_protocol_options():
     assert titles[:, 0].tolist() == [min(len(t), 4999) for t in frames["train"]["title"]]
     assert paper.model_sizes()["vocab_size"] == 5000 and paper.model_sizes()["title_length"] == 1
     with pytest.raises(ValueError, match="title_encoding=tokens"):
-        paper.title_embedding()
+        paper.title_vectors()
     with pytest.raises(ValueError, match="data.validate_on"):
         TmdbDataModule(synthetic=SYNTH, validate_on="train")

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT
 from movrec.console import run_job
@@ -202,3 +203,21 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, capsys):
     fake.write_text("id,title\n1,A\n")
     assert movrec_main(["predict", "--csv", str(fake), "--ckpt", str(fake)]) == 2
     assert capsys.readouterr().err.startswith(f"movrec: error: {fake}: not a checkpoint file")
+
+
+def test_a_checkpoint_from_before_the_components_says_so(tmp_path, capsys):
+    """Checkpoints of the flat RatingRegressor (movrec 0.1) cannot be rebuilt: one clear line."""
+    old = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "epoch": 3,
+            "state_dict": {"title_embedding.weight": torch.zeros(4, 2)},
+            "hyper_parameters": {"n_movie_ids": 3, "vocab_size": 4, "title_length": 2},
+            "TmdbDataModule": {"preprocessing": {"titles": []}},
+        },
+        old,
+    )
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,title\n1,A\n")
+    assert movrec_main(["predict", "--csv", str(rows), "--ckpt", str(old)]) == 2
+    assert "written by movrec before 0.2" in capsys.readouterr().err

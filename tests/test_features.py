@@ -206,7 +206,7 @@ def test_gbdt_without_features_is_a_clear_error(tmp_path):
 
 def test_cold_start_drops_post_release_signals_and_the_id(tmp_path):
     cfg = make_cfg(tmp_path, "experiment=cold_start")
-    assert cfg.model.id_dim == 0
+    assert cfg.model.net.id_dim == 0
     dm = instantiate(cfg.data, _convert_="all")
     dm.setup()
     names = dm.preprocessing.features.names

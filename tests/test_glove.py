@@ -11,7 +11,7 @@ import pytest
 from movrec.data import glove as glove_module
 from movrec.data.glove import PackageGlove, TextFileGlove, embedding_matrix
 from movrec.data.vocab import OOV_INDEX, PAD_INDEX, TokenVocabulary
-from movrec.models.regressor import title_embedding
+from movrec.models.components import TitleEncoder
 
 
 @pytest.fixture(scope="module")
@@ -90,5 +90,5 @@ def test_dimension_mismatch_with_the_model_is_an_error(tmp_path):
     path = tmp_path / "g.txt"
     _write_glove(path, [("love", [0.1] * 4)])
     matrix, _ = embedding_matrix(TextFileGlove(str(path)).load(), TokenVocabulary(["love"]))
-    with pytest.raises(ValueError, match="4-d but model.title_dim=50"):
-        title_embedding(len(matrix), 50, "glove", True, matrix)
+    with pytest.raises(ValueError, match="4-d but model.net.title_dim=50"):
+        TitleEncoder(len(matrix), 15, 50, init="glove").load_vectors(matrix)

@@ -107,7 +107,7 @@ def test_similar_ranks_by_representation(recommender, world):
 
 def test_checkpoint_rebuilds_the_run_without_refitting(trained, recommender):
     checkpoint = Checkpoint(trained[0]["checkpoint"])
-    assert checkpoint.datamodule_name == "RatingsDataModule"
+    assert checkpoint.datamodule_class.__name__ == "RatingsDataModule"
     assert recommender.datamodule.preprocessing.state_dict() == checkpoint.state["preprocessing"]
     again = Recommender.from_checkpoint(trained[0]["checkpoint"])
     pd.testing.assert_frame_equal(again.user(3), recommender.user(3))

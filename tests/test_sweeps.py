@@ -35,9 +35,12 @@ def test_optuna_search_minimises_validation_rmse(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     summary = pd.read_csv(sweep / "summary.csv")
     assert len(summary) == 3 and (summary["status"] == "ok").all()
-    assert {"model.lr", "model.dropout", "model.id_dim", "data.batch_size"} <= set(
-        best["best_params"]
-    )
+    assert {
+        "model.optimizer.lr",
+        "model.net.dropout",
+        "model.net.id_dim",
+        "data.batch_size",
+    } <= set(best["best_params"])
     assert best["best_value"] > 0
 
 

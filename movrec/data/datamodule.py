@@ -283,7 +283,7 @@ class TmdbDataModule(L.LightningDataModule):
             raise UserError("GloVe vectors are needed but the datamodule has no `glove` source")
         return self.glove.load()
 
-    def title_embedding(self, oov_init: str = "zeros", seed: int = 0) -> tuple[np.ndarray, dict]:
+    def title_vectors(self, oov_init: str = "zeros", seed: int = 0) -> tuple[np.ndarray, dict]:
         """GloVe rows for the fitted title vocabulary, and where they came from (coverage...)."""
         if self._fitted().title_encoding != "tokens":
             raise UserError("GloVe title embeddings need data.title_encoding=tokens")

@@ -1,0 +1,33 @@
+"""The movie encoder: id, title and metadata-feature towers, concatenated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from movrec.models.components.title import TitleEncoder, keras_uniform
+
+
+class MovieEncoder(nn.Module):
+    """Everything the model knows about a movie as one vector. Towers are independent, so a new
+    input adds a tower instead of changing the others; ``id_dim=0`` drops the id tower (cold
+    start: an unseen movie's id says nothing)."""
+
+    def __init__(
+        self, n_movie_ids: int, id_dim: int, title: dict[str, Any], n_features: int = 0
+    ) -> None:
+        super().__init__()
+        self.ids = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
+        self.title = TitleEncoder(**title)  # after the ids: the paper's order of random draws
+        self.n_features = n_features
+        self.width = id_dim + self.title.width + n_features
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.title(batch["title"])]
+        if self.ids is not None:
+            parts.insert(0, self.ids(batch["movie_id"]))
+        if self.n_features:
+            parts.append(batch["features"])
+        return torch.cat(parts, dim=1)

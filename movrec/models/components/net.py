@@ -1,0 +1,67 @@
+"""The rating network: movie encoder, optional user part, head. Tensors in, a score out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from movrec.models.components.head import mlp_head
+from movrec.models.components.movie import MovieEncoder
+from movrec.models.components.title import TitleEncoder
+from movrec.models.components.users import UserTower
+
+
+class RatingNet(nn.Module):
+    """The paper's network (id and title embeddings, flattened, then an MLP), plus metadata
+    features and, with user ratings (``n_user_ids > 0``), a :class:`UserTower`.
+
+    The first five arguments are sizes from the fitted data; the rest are the ``model.net``
+    config. The output is in target-standard-deviation units; the LightningModule rescales it.
+    """
+
+    def __init__(
+        self,
+        n_movie_ids: int,
+        vocab_size: int,
+        title_length: int,
+        n_features: int = 0,
+        n_user_ids: int = 0,
+        id_dim: int = 50,
+        title_dim: int = 50,
+        title_init: str = "random",
+        title_trainable: bool = True,
+        title_pooling: str = "flatten",
+        hidden_sizes: Sequence[int] = (128, 64),
+        dropout: float = 0.3,
+        user_dim: int = 32,
+    ):
+        super().__init__()
+        title = {
+            "vocab_size": vocab_size, "length": title_length, "dim": title_dim,
+            "init": title_init, "trainable": title_trainable, "pooling": title_pooling,
+        }  # fmt: skip
+        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features)
+        self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
+        width = self.movie.width + (self.users.width if self.users else 0)
+        self.head = mlp_head(width, hidden_sizes, dropout)
+
+    @property
+    def title(self) -> TitleEncoder:
+        return self.movie.title
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        movie = self.movie(batch)
+        if self.users is None:
+            return self.head(movie).squeeze(-1)
+        users = batch["user_id"]
+        user = self.users.embedding(users)
+        out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
+        return out + self.users.interaction(users, user, movie)
+
+    def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The vector a movie is compared by: its projection into the users' space when the
+        network has users, else its encoding."""
+        movie = self.movie(batch)
+        return self.users.movie_projection(movie) if self.users is not None else movie
