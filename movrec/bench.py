@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data-dir", help="folder with the Kaggle CSVs (default: data.dir config)")
+    parser.add_argument("--data-dir", help="folder with the Kaggle CSVs (default: data.movies.dir)")
     parser.add_argument("--synthetic", action="store_true", help="time on synthetic data instead")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     data = ["data=synthetic"] if args.synthetic else []
     if args.data_dir:
-        data.append(f"data.dir={Path(args.data_dir).resolve()}")
+        data.append(f"data.movies.dir={Path(args.data_dir).resolve()}")
     if args.experiment:
         data.append(f"experiment={args.experiment}")
 

@@ -14,14 +14,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import DATAMODULES, FittedDataModule
 from movrec.data.preprocessing import Preprocessing
-from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.data.tmdb import CleaningReport, clean_movies
 from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import RatingRegressor
-
-DATAMODULES = {cls.__qualname__: cls for cls in (TmdbDataModule, RatingsDataModule)}
 
 
 class Checkpoint:
@@ -64,7 +61,7 @@ class Checkpoint:
         )
         return model.eval()
 
-    def datamodule(self, **overrides: Any) -> TmdbDataModule:
+    def datamodule(self, **overrides: Any) -> FittedDataModule:
         """The training data rebuilt from the saved settings (``overrides`` replace some, e.g.
         a folder that moved), transformed by the checkpoint's fitted preprocessing."""
         datamodule = self.datamodule_class.load_from_checkpoint(

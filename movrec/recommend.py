@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from movrec.console import run_command, silence_known_noise
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import FittedDataModule, MovielensFiles, TmdbFiles
 from movrec.data.features import movie_labels
-from movrec.data.ratings_datamodule import RatingsDataModule
 from movrec.data.tmdb import read_table
 from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import RatingRegressor
@@ -62,7 +61,7 @@ def latest_checkpoint(log_dir: str | Path) -> Path:
 class Recommender:
     """A trained model and the movies of its run, ready to rank them."""
 
-    def __init__(self, model: RatingRegressor, datamodule: TmdbDataModule):
+    def __init__(self, model: RatingRegressor, datamodule: FittedDataModule):
         self.model = model.eval()
         self.datamodule = datamodule
         self.movies, self.tensors = datamodule.catalogue()
@@ -149,8 +148,8 @@ class Recommender:
         exclude[row] = True
         return self.table(similarity, exclude, k, "similarity")
 
-    def _need_users(self) -> RatingsDataModule:
-        if not self.model.has_users or not isinstance(self.datamodule, RatingsDataModule):
+    def _need_users(self) -> FittedDataModule:
+        if not self.model.has_users or not self.datamodule.has_users:
             raise UserError(
                 "this checkpoint was trained without users: pass --ckpt of a run on user "
                 "ratings (python train.py experiment=recommend)"
@@ -167,8 +166,7 @@ class Recommender:
             raise UserError(
                 f"user {user_id} is not among the {n} users seen in training: use new-user"
             )
-        rated = pd.concat(datamodule.frames.values())
-        rated = set(rated.loc[rated["user_id"] == user_id, "movie_id"])
+        rated = datamodule.rated_by(user_id)
         batch = self._batch(slice(None), index)
         return self.ratings_table(self.model, batch, self._movie_mask(rated), k)
 
@@ -267,7 +265,11 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         if repairs:
             print(f"repairs: {repairs}", file=sys.stderr)
         return predictions
-    recommender = Recommender.from_checkpoint(path, dir=args.data_dir, ratings_dir=args.ratings_dir)
+    recommender = Recommender.from_checkpoint(
+        path,
+        movies=TmdbFiles(args.data_dir) if args.data_dir else None,
+        ratings=MovielensFiles(args.ratings_dir) if args.ratings_dir else None,
+    )
     if args.command == "similar":
         return recommender.similar(args.title, args.k)
     if args.command == "user":

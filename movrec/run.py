@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
@@ -21,8 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
 from movrec.baselines import scores, user_item_bias
 from movrec.callbacks import FitSummary, read_fit_summary
-from movrec.data.datamodule import TmdbDataModule
-from movrec.data.ratings_datamodule import RatingsDataModule
+from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.predict import Checkpoint
@@ -52,7 +50,7 @@ def hydra_context() -> dict[str, Any]:
     }
 
 
-def build_datamodule(cfg: DictConfig) -> TmdbDataModule:
+def build_datamodule(cfg: DictConfig) -> FittedDataModule:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     summary = datamodule.summary()
@@ -69,7 +67,7 @@ def build_datamodule(cfg: DictConfig) -> TmdbDataModule:
 
 
 def build_model(
-    cfg: DictConfig, datamodule: TmdbDataModule
+    cfg: DictConfig, datamodule: FittedDataModule
 ) -> tuple[L.LightningModule, dict | None]:
     """The module for the fitted data's sizes; GloVe rows copied into its title tower when the
     config asks for them (a checkpoint rebuilds the module from sizes alone)."""
@@ -85,20 +83,19 @@ def build_model(
     return model, glove
 
 
-def mean_baseline(datamodule: TmdbDataModule) -> dict[str, float]:
+def mean_baseline(datamodule: FittedDataModule) -> dict[str, float]:
     """Test metrics of always predicting the training mean: the bar every model must clear."""
-    target = datamodule.tensors["test"]["rating"]
+    target = datamodule.examples("test")["rating"]
     return scores(torch.full_like(target, datamodule.preprocessing.target_mean), target)
 
 
-def bias_baseline(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, float] | None:
+def bias_baseline(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, float] | None:
     """User + movie biases on the same split (user ratings only): the collaborative bar."""
-    if not isinstance(datamodule, RatingsDataModule):
+    ratings = datamodule.user_ratings()
+    if ratings is None:
         return None
-    frames = datamodule.frames
     return user_item_bias(
-        pd.concat([frames["train"], frames["val"]]),
-        frames["test"],
+        *ratings,
         cfg.model.get("ranking_k", 10),
         cfg.model.get("relevance_threshold", 4.0),
     )
@@ -137,7 +134,7 @@ def run_facts(metrics: dict) -> list[str]:
 
 
 def run_metrics(
-    cfg: DictConfig, datamodule: TmdbDataModule, test: dict[str, float], **fields: Any
+    cfg: DictConfig, datamodule: FittedDataModule, test: dict[str, float], **fields: Any
 ) -> dict[str, Any]:
     """What ``metrics.json`` holds; every kind of run fills in what it knows."""
     metrics = {
@@ -174,14 +171,14 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
 
 
-def fit_estimator(cfg: DictConfig, datamodule: TmdbDataModule) -> dict[str, Any]:
+def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, Any]:
     """A scikit-learn regressor on the fitted feature matrix: train + validation, then test."""
     if datamodule.model_sizes()["n_features"] == 0:
         raise UserError(
             f"model {cfg.model._target_} needs metadata features: set data.features "
             "(e.g. experiment=hybrid)"
         )
-    tensors = datamodule.tensors
+    tensors = {split: datamodule.examples(split) for split in ("train", "val", "test")}
     x = torch.cat([tensors["train"]["features"], tensors["val"]["features"]]).numpy()
     y = torch.cat([tensors["train"]["rating"], tensors["val"]["rating"]]).numpy()
     estimator_class = get_class(cfg.model._target_)
@@ -275,14 +272,14 @@ def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any])
 
 
 def data_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """The ``data.*`` settings given on this command line (e.g. ``data.dir=`` for files that
-    moved), typed as the composed config has them."""
+    """The ``data.*`` settings given on this command line (e.g. ``data.movies.dir=`` for files
+    that moved), typed as the composed config has them."""
     keys = {
         override.split("=", 1)[0].removeprefix("+").split(".")[1]
         for override in hydra_context().get("overrides", [])
         if override.lstrip("+").startswith("data.")
     }
-    return {key: OmegaConf.to_container(cfg.data, resolve=True)[key] for key in keys}
+    return {key: instantiate(cfg.data[key], _convert_="all") for key in keys}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     """The train config on small synthetic data, writing only under ``tmp_path``."""
     chosen_data = [o for o in overrides if o.startswith("data=")]
-    data = [] if chosen_data else ["data=synthetic", "data.synthetic.n_movies=1200"]
+    data = [] if chosen_data else ["data=synthetic", "data.movies.n_movies=1200"]
     base = [
         *data,
         "logger=none",

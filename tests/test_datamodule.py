@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from movrec.data.datamodule import TensorBatches, TmdbDataModule
+from movrec.data import MoviesDataModule, TmdbSynthetic
+from movrec.data.batches import TensorBatches
 from movrec.data.vocab import UNKNOWN_ID_INDEX
 
 SYNTH = {"n_movies": 800, "seed": 0}
@@ -13,7 +14,7 @@ SYNTH = {"n_movies": 800, "seed": 0}
 
 @pytest.fixture(scope="module")
 def dm():
-    module = TmdbDataModule(synthetic=SYNTH)
+    module = MoviesDataModule(TmdbSynthetic(**SYNTH))
     module.setup()
     return module
 
@@ -35,10 +36,10 @@ def test_splits_are_disjoint(dm):
 
 def test_split_depends_on_split_seed_only(dm):
     torch.manual_seed(123)
-    again = TmdbDataModule(synthetic=SYNTH)
+    again = MoviesDataModule(TmdbSynthetic(**SYNTH))
     again.setup()
     assert list(again.frames["test"]["id"]) == list(dm.frames["test"]["id"])
-    other = TmdbDataModule(synthetic=SYNTH, split_seed=7)
+    other = MoviesDataModule(TmdbSynthetic(**SYNTH), split_seed=7)
     other.setup()
     assert list(other.frames["test"]["id"]) != list(dm.frames["test"]["id"])
 
@@ -53,20 +54,20 @@ def test_vocabulary_and_target_scale_are_fitted_on_train_only(dm):
 
 
 def test_poisoned_test_split_changes_no_fitted_state():
-    clean = TmdbDataModule(synthetic=SYNTH)
+    clean = MoviesDataModule(TmdbSynthetic(**SYNTH))
     clean.setup()
-    poisoned = TmdbDataModule(synthetic=SYNTH)
-    original = poisoned.load_frame
+    poisoned = MoviesDataModule(TmdbSynthetic(**SYNTH))
+    original = poisoned.load_movies
 
-    def load_poisoned():
-        frame = original()
+    def load_poisoned(merge_on):
+        frame, raw = original(merge_on)
         test_ids = set(clean.frames["test"]["id"])
         rows = frame["id"].isin(test_ids)
         frame.loc[rows, "title"] = "poison poison poison"
         frame.loc[rows, "budget"] = 1e12
-        return frame
+        return frame, raw
 
-    poisoned.load_frame = load_poisoned
+    poisoned.load_movies = load_poisoned
     poisoned.setup()
     assert poisoned.preprocessing.state_dict() == clean.preprocessing.state_dict()
 
@@ -95,7 +96,7 @@ def test_loaders_serve_whole_batches(dm):
 
 def test_state_dict_round_trip_gives_identical_tensors(dm):
     state = dm.state_dict()
-    restored = TmdbDataModule(synthetic={"n_movies": 800, "seed": 0})
+    restored = MoviesDataModule(TmdbSynthetic(**{"n_movies": 800, "seed": 0}))
     restored.load_state_dict(state)
     restored.setup()
     assert restored.preprocessing.state_dict() == dm.preprocessing.state_dict()
@@ -105,23 +106,21 @@ def test_state_dict_round_trip_gives_identical_tensors(dm):
 
 
 def test_loaded_state_is_never_refitted():
-    fitted = TmdbDataModule(synthetic={"n_movies": 300, "seed": 1})
+    fitted = MoviesDataModule(TmdbSynthetic(**{"n_movies": 300, "seed": 1}))
     fitted.setup()
-    other = TmdbDataModule(synthetic={"n_movies": 300, "seed": 2})
+    other = MoviesDataModule(TmdbSynthetic(**{"n_movies": 300, "seed": 2}))
     other.load_state_dict(fitted.state_dict())
     other.setup()
     assert other.preprocessing.titles.words == fitted.preprocessing.titles.words
 
 
-def test_needs_exactly_one_source():
-    with pytest.raises(ValueError, match="data.dir"):
-        TmdbDataModule()
-    with pytest.raises(ValueError, match="data.synthetic"):
-        TmdbDataModule(dir="x", synthetic=SYNTH)
+def test_needs_a_movie_source():
+    with pytest.raises(ValueError, match="data.movies must be a movie source"):
+        MoviesDataModule({"dir": "x"})
 
 
 def test_k_fold_rotates_validation_over_the_non_test_rows(dm):
-    folds = [TmdbDataModule(synthetic=SYNTH, folds=4, fold=i) for i in range(4)]
+    folds = [MoviesDataModule(TmdbSynthetic(**SYNTH), folds=4, fold=i) for i in range(4)]
     for module in folds:
         module.setup()
         assert list(module.frames["test"]["id"]) == list(dm.frames["test"]["id"])
@@ -131,12 +130,12 @@ def test_k_fold_rotates_validation_over_the_non_test_rows(dm):
     rest = set(dm.frames["train"]["id"]) | set(dm.frames["val"]["id"])
     assert set().union(*val_ids) == rest and sum(map(len, val_ids)) == len(rest)
     with pytest.raises(ValueError, match="data.fold"):
-        TmdbDataModule(synthetic=SYNTH, folds=4, fold=4).setup()
+        MoviesDataModule(TmdbSynthetic(**SYNTH), folds=4, fold=4).setup()
 
 
 def test_paper_protocol_options():
-    paper = TmdbDataModule(
-        synthetic=SYNTH, id_vocabulary="all", validate_on="test", title_encoding="length"
+    paper = MoviesDataModule(
+        TmdbSynthetic(**SYNTH), id_vocabulary="all", validate_on="test", title_encoding="length"
     )
     paper.setup()
     frames = paper.frames
@@ -152,4 +151,4 @@ def test_paper_protocol_options():
     with pytest.raises(ValueError, match="title_encoding=tokens"):
         paper.title_vectors()
     with pytest.raises(ValueError, match="data.validate_on"):
-        TmdbDataModule(synthetic=SYNTH, validate_on="train")
+        MoviesDataModule(TmdbSynthetic(**SYNTH), validate_on="train")

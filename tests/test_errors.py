@@ -15,7 +15,7 @@ import torch
 
 from conftest import ROOT
 from movrec.console import run_job
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import MoviesDataModule, TmdbFiles, TmdbSynthetic
 from movrec.data.glove import TextFileGlove
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import MOVIES_FILE
@@ -73,7 +73,7 @@ CORPUS = [
 def test_malformed_movies_files_are_one_clear_user_error(tmp_path, name, file, content, expected):
     write_file(tmp_path, file, content)
     with pytest.raises(UserError) as err:
-        TmdbDataModule(dir=str(tmp_path)).setup()
+        MoviesDataModule(TmdbFiles(str(tmp_path))).setup()
     message = str(err.value)
     assert expected in message and str(tmp_path) in message, message
 
@@ -88,7 +88,7 @@ def test_bad_rows_are_counted_and_the_rest_trains(tmp_path):
     movies.loc[5, "vote_average"] = "-1"
     movies.loc[6, "budget"] = "lots"
     write_file(tmp_path, MOVIES_FILE, movies.to_csv(index=False))
-    dm = TmdbDataModule(dir=str(tmp_path))
+    dm = MoviesDataModule(TmdbFiles(str(tmp_path)))
     dm.setup()
     counts = dm.report.counts
     assert counts["rows dropped: duplicate id"] == 1
@@ -118,9 +118,9 @@ def test_wrong_glove_files_name_the_file(tmp_path, content, expected):
 
 def test_split_options_are_checked_before_splitting():
     with pytest.raises(UserError, match=r"data.test_fraction must be in \(0, 1\), got 1.5"):
-        TmdbDataModule(synthetic={"n_movies": 50}, test_fraction=1.5).setup()
+        MoviesDataModule(TmdbSynthetic(**{"n_movies": 50}), test_fraction=1.5).setup()
     with pytest.raises(UserError, match="too few to split"):
-        TmdbDataModule(synthetic={"n_movies": 60}, folds=50).setup()
+        MoviesDataModule(TmdbSynthetic(**{"n_movies": 60}), folds=50).setup()
 
 
 def test_user_error_is_found_behind_hydras_instantiation_error():
@@ -159,10 +159,13 @@ def train_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["data.dir={tmp}/none"], "tmdb-movie-metadata"),
+        (["data.movies.dir={tmp}/none"], "tmdb-movie-metadata"),
         # options are checked before any file is read
-        (["data.dir={tmp}/none", "data.test_fraction=1.5"], "data.test_fraction must be in (0, 1)"),
-        (["data.dir={tmp}/movies"], "missing column(s) ['vote_average']"),
+        (
+            ["data.movies.dir={tmp}/none", "data.test_fraction=1.5"],
+            "data.test_fraction must be in (0, 1)",
+        ),
+        (["data.movies.dir={tmp}/movies"], "missing column(s) ['vote_average']"),
     ],
 )
 def test_train_py_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected):
@@ -213,7 +216,7 @@ def test_a_checkpoint_from_before_the_components_says_so(tmp_path, capsys):
             "epoch": 3,
             "state_dict": {"title_embedding.weight": torch.zeros(4, 2)},
             "hyper_parameters": {"n_movie_ids": 3, "vocab_size": 4, "title_length": 2},
-            "TmdbDataModule": {"preprocessing": {"titles": []}},
+            "MoviesDataModule": {"preprocessing": {"titles": []}},
         },
         old,
     )

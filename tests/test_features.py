@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import make_cfg
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.features import FeaturePipeline, FeatureSpec
 from movrec.data.glove import PackageGlove
 from movrec.data.synthetic import make_tmdb
@@ -34,7 +34,9 @@ def vectors():
 
 @pytest.fixture(scope="module")
 def hybrid_dm():
-    dm = TmdbDataModule(synthetic={"n_movies": 600, "seed": 0}, features=ALL, glove=PackageGlove())
+    dm = MoviesDataModule(
+        TmdbSynthetic(**{"n_movies": 600, "seed": 0}), features=ALL, glove=PackageGlove()
+    )
     dm.setup()
     return dm
 
@@ -51,22 +53,22 @@ def test_every_group_contributes_named_columns(hybrid_dm):
 
 
 def test_fitted_on_the_training_split_only(hybrid_dm):
-    poisoned = TmdbDataModule(
-        synthetic={"n_movies": 600, "seed": 0}, features=ALL, glove=PackageGlove()
+    poisoned = MoviesDataModule(
+        TmdbSynthetic(n_movies=600, seed=0), features=ALL, glove=PackageGlove()
     )
-    original = poisoned.load_frame
+    original = poisoned.load_movies
     test_ids = set(hybrid_dm.frames["test"]["id"])
 
-    def load_poisoned():
-        frame = original()
+    def load_poisoned(merge_on):
+        frame, raw = original(merge_on)
         rows = frame["id"].isin(test_ids)
         frame.loc[rows, ["budget", "runtime", "popularity"]] = 1e9
         frame.loc[rows, "genres"] = '[{"id": 1, "name": "Poison"}]'
         frame.loc[rows, "overview"] = "poison venom toxic"
         frame.loc[rows, "release_date"] = "2099-01-01"
-        return frame
+        return frame, raw
 
-    poisoned.load_frame = load_poisoned
+    poisoned.load_movies = load_poisoned
     poisoned.setup()
     assert poisoned.preprocessing.state_dict() == hybrid_dm.preprocessing.state_dict()
     for split in ("train", "val"):
@@ -177,7 +179,7 @@ def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
 def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):
     metrics, _ = hybrid_run
     predictor = RatingPredictor.from_checkpoint(metrics["checkpoint"])
-    dm = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 0}, features=None)
+    dm = MoviesDataModule(TmdbSynthetic(**{"n_movies": 1200, "seed": 0}), features=None)
     dm.setup()
     test = dm.frames["test"]
     predicted, _ = predictor.predict(test)

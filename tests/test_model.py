@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.vocab import PAD_INDEX
 from movrec.models.components import PADDING_INDEX, RatingNet, TitleEncoder
 from movrec.models.regressor import RatingRegressor, parameter_counts
@@ -18,7 +18,7 @@ from movrec.models.regressor import RatingRegressor, parameter_counts
 
 @pytest.fixture(scope="module")
 def dm():
-    module = TmdbDataModule(synthetic={"n_movies": 600, "seed": 3})
+    module = MoviesDataModule(TmdbSynthetic(**{"n_movies": 600, "seed": 3}))
     module.setup()
     return module
 
@@ -156,9 +156,9 @@ def test_lightnings_hook_name_bypasses_module_setattr(dm, monkeypatch):
 
 def test_planted_signal_separates_working_from_broken_models():
     """Shuffling the training ratings breaks the title -> rating link: no gain over the mean."""
-    working = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 4})
+    working = MoviesDataModule(TmdbSynthetic(**{"n_movies": 1200, "seed": 4}))
     working.setup()
-    broken = TmdbDataModule(synthetic={"n_movies": 1200, "seed": 4})
+    broken = MoviesDataModule(TmdbSynthetic(**{"n_movies": 1200, "seed": 4}))
     broken.setup()
     generator = torch.Generator().manual_seed(0)
     for split in ("train", "val"):

@@ -8,13 +8,19 @@ import pytest
 import torch
 
 from movrec.baselines import fit_biases, scores
-from movrec.data.datamodule import TmdbDataModule
+from movrec.data import (
+    MovielensSynthetic,
+    MoviesDataModule,
+    RatingsDataModule,
+    TmdbSynthetic,
+    ratings_datamodule,
+)
 from movrec.data.movielens import join_ratings, make_movielens, read_movielens, write_movielens
-from movrec.data.ratings_datamodule import RatingsDataModule, split_ratings
+from movrec.data.splits import split_ratings
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport
 from movrec.data.vocab import UNKNOWN_ID_INDEX
-from movrec.models.regressor import ranking_metrics
+from movrec.models.metrics import ranking_metrics
 
 FEATURES = {"numeric": True, "categorical": True, "credits": True, "vote_average": True}
 SYNTHETIC = {"n_movies": 400, "seed": 0}
@@ -29,7 +35,10 @@ def movies():
 @pytest.fixture(scope="module")
 def dm():
     module = RatingsDataModule(
-        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+        TmdbSynthetic(**SYNTHETIC),
+        MovielensSynthetic(**USERS),
+        features=FEATURES,
+        drop_unrated=False,
     )
     module.setup()
     return module
@@ -93,7 +102,11 @@ def test_splits_hold_their_promise(dm):
 
 
 def test_one_example_per_rating_with_user_and_movie_inputs(dm):
-    train = dm.tensors["train"]
+    """A rating is stored as (movie row, user, rating); its movie's inputs are gathered."""
+    assert set(dm.tensors["train"]) == {"movie_row", "user_id", "user_key", "rating"}
+    train = dm.examples("train")
+    rows = dm.tensors["train"]["movie_row"]
+    assert torch.equal(train["title"], dm.movie_tensors["title"][rows])
     assert set(train) == {"movie_id", "title", "features", "user_id", "user_key", "rating"}
     assert len(train["rating"]) == len(dm.frames["train"])
     assert (train["user_id"] != UNKNOWN_ID_INDEX).all()
@@ -106,27 +119,33 @@ def test_one_example_per_rating_with_user_and_movie_inputs(dm):
 
 def test_cold_items_test_movies_get_the_unknown_id():
     module = RatingsDataModule(
-        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, split="cold_items"
+        TmdbSynthetic(**SYNTHETIC),
+        MovielensSynthetic(**USERS),
+        features=FEATURES,
+        split="cold_items",
     )
     module.setup()
-    assert (module.tensors["test"]["movie_id"] == UNKNOWN_ID_INDEX).all()
+    assert (module.examples("test")["movie_id"] == UNKNOWN_ID_INDEX).all()
     batch = next(iter(module.train_dataloader()))  # unknown users and movies are trained
     assert {"movie_id", "user_id"} <= set(batch)
 
 
 def test_preprocessing_is_fitted_on_training_ratings_only(dm, monkeypatch):
     poisoned = RatingsDataModule(
-        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+        TmdbSynthetic(**SYNTHETIC),
+        MovielensSynthetic(**USERS),
+        features=FEATURES,
+        drop_unrated=False,
     )
-    original = poisoned.load_ratings
+    original = ratings_datamodule.join_ratings
 
-    def poison(movies):
-        ratings = original(movies)
+    def poison(*args):
+        ratings = original(*args)
         test = split_ratings(ratings, "random", 0.2, 0.2, 42)["test"].index
         ratings.loc[test, "rating"] = 0.5
         return ratings
 
-    monkeypatch.setattr(poisoned, "load_ratings", poison)
+    monkeypatch.setattr(ratings_datamodule, "join_ratings", poison)
     poisoned.setup()
     assert poisoned.preprocessing.state_dict() == dm.preprocessing.state_dict()
     assert (poisoned.tensors["test"]["rating"] == 0.5).all()
@@ -134,21 +153,25 @@ def test_preprocessing_is_fitted_on_training_ratings_only(dm, monkeypatch):
 
 def test_tmdb_data_refuses_its_target_as_a_feature():
     with pytest.raises(ValueError, match="vote_average"):
-        TmdbDataModule(synthetic=SYNTHETIC, features=FEATURES)
+        MoviesDataModule(TmdbSynthetic(**SYNTHETIC), features=FEATURES)
 
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("split", "by_user"), ("merge_on", "title"), ("folds", 5), ("unknown_user_rate", 1.5)],
+    [("split", "by_user"), ("unknown_user_rate", 1.5), ("movies", None), ("ratings", None)],
 )
 def test_bad_options_name_themselves(option, value):
     with pytest.raises(ValueError, match=option):
-        RatingsDataModule(synthetic=SYNTHETIC, ratings_synthetic=USERS, **{option: value})
+        sources = {"movies": TmdbSynthetic(**SYNTHETIC), "ratings": MovielensSynthetic(**USERS)}
+        RatingsDataModule(**{**sources, option: value})
 
 
 def test_state_dict_round_trip_gives_identical_tensors(dm):
     again = RatingsDataModule(
-        synthetic=SYNTHETIC, ratings_synthetic=USERS, features=FEATURES, drop_unrated=False
+        TmdbSynthetic(**SYNTHETIC),
+        MovielensSynthetic(**USERS),
+        features=FEATURES,
+        drop_unrated=False,
     )
     again.load_state_dict(dm.state_dict())
     again.setup()

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
 from conftest import make_cfg
 from movrec.data.movielens import make_movielens
-from movrec.data.synthetic import make_tmdb
 from movrec.predict import Checkpoint
 from movrec.recommend import Recommender, UnknownTitle, latest_checkpoint, main
 from movrec.run import run, train
@@ -36,8 +36,8 @@ def recommender(trained):
 def world(trained):
     """The synthetic movies and each user's planted favourite genre."""
     cfg = trained[1]
-    movies, _ = make_tmdb(**cfg.data.synthetic)
-    return movies, make_movielens(movies, **cfg.data.ratings_synthetic)[2]
+    movies = instantiate(cfg.data.movies).read().movies
+    return movies, make_movielens(movies, **instantiate(cfg.data.ratings).__dict__)[2]
 
 
 def test_personalised_model_beats_the_bias_baseline(trained):
@@ -164,10 +164,10 @@ def test_movie_embeddings_reach_the_tensorboard_projector(trained, recommender):
 
 def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_path, capsys):
     cfg = make_cfg(
-        tmp_path, "experiment=hybrid", "trainer.max_epochs=3", "data.synthetic.n_movies=600"
+        tmp_path, "experiment=hybrid", "trainer.max_epochs=3", "data.movies.n_movies=600"
     )
     checkpoint = train(cfg)["checkpoint"]
-    movies, _ = make_tmdb(**cfg.data.synthetic)
+    movies = instantiate(cfg.data.movies).read().movies
     movies.head(8).drop(columns=["vote_average"]).to_csv(tmp_path / "rows.csv", index=False)
     capsys.readouterr()  # the training run's own output
     assert (

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # subprocess sweeps: Optuna, joblib, SLURM
 
 TINY = [
     "data=synthetic",
-    "data.synthetic.n_movies=300",
+    "data.movies.n_movies=300",
     "trainer.max_epochs=2",
     "logger=none",
     "callbacks.progress_bar=null",

@@ -23,7 +23,7 @@ def test_missing_movies_file_says_what_to_download(tmp_path):
         read_tmdb(tmp_path)
     message = str(err.value)
     assert MOVIES_FILE in message and "tmdb-movie-metadata" in message
-    assert str(tmp_path.resolve()) in message and "data.dir" in message
+    assert str(tmp_path.resolve()) in message and "data.movies.dir" in message
 
 
 @pytest.mark.parametrize("compression", ["plain", "gz", "zip"])

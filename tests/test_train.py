@@ -75,7 +75,7 @@ def test_checkpoint_reloads_and_predicts_raw_rows(runs):
 
 
 def test_same_seed_same_metrics(tmp_path):
-    overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.synthetic.n_movies=500")
+    overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.movies.n_movies=500")
     first = train(make_cfg(tmp_path / "a", *overrides))
     second = train(make_cfg(tmp_path / "b", *overrides))
     assert first["test"] == second["test"]
@@ -91,7 +91,7 @@ def test_fast_dev_run_smoke(cfg_factory):
 @pytest.mark.slow
 def test_ddp_sim_two_processes(cfg_factory):
     metrics = train(
-        cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.synthetic.n_movies=400")
+        cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.movies.n_movies=400")
     )
     assert np.isfinite(metrics["test"]["rmse"]) and Path(metrics["checkpoint"]).is_file()
     # The spawned workers trained: the summary says so (it said "epochs 0" before).
@@ -104,7 +104,7 @@ def test_ddp_sim_two_processes(cfg_factory):
 def _cli(args, tmp_path):
     env_cmd = [sys.executable, "train.py", *args, f"paths.log_dir={tmp_path}"]
     env_cmd += [
-        "data.synthetic.n_movies=400",
+        "data.movies.n_movies=400",
         "trainer.max_epochs=2",
         "callbacks.progress_bar=null",
     ]
@@ -140,7 +140,7 @@ def test_cli_run_writes_metrics_checkpoint_and_tensorboard(tmp_path):
     assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
     # TensorBoard's HParams tab: the run's settings beside its final metrics.
     hparams, final = hparams_in_events(run_dir / "tensorboard")
-    assert hparams["choice/model"] == "finetuned_glove" and hparams["model/lr"] == 0.001
+    assert hparams["choice/model"] == "finetuned_glove" and hparams["model/optimizer/lr"] == 0.001
     assert final["hp/test_rmse"] == pytest.approx(metrics["test"]["rmse"], rel=1e-6)
     assert final["hp/test_r2"] == pytest.approx(metrics["test"]["r2"], rel=1e-5, abs=1e-6)
     assert final["hp/best_val_loss"] == pytest.approx(metrics["best_val_loss"], rel=1e-6)
@@ -172,7 +172,7 @@ def test_runs_started_in_the_same_second_keep_their_own_folders(tmp_path, monkey
 
 @pytest.mark.slow
 def test_two_concurrent_train_processes_keep_their_own_results(tmp_path):
-    args = ["data=synthetic", "data.synthetic.n_movies=300", "trainer.max_epochs=1",
+    args = ["data=synthetic", "data.movies.n_movies=300", "trainer.max_epochs=1",
             "callbacks.progress_bar=null", "logger=none", f"paths.log_dir={tmp_path}"]  # fmt: skip
     jobs = [
         subprocess.Popen(
@@ -217,7 +217,12 @@ def test_cli_multirun_sweeps_the_three_models(tmp_path):
 
 @pytest.mark.slow
 def test_cli_missing_data_is_a_clear_error(tmp_path):
-    cmd = [sys.executable, "train.py", f"data.dir={tmp_path}/none", f"paths.log_dir={tmp_path}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"data.movies.dir={tmp_path}/none",
+        f"paths.log_dir={tmp_path}",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "tmdb-movie-metadata" in done.stderr and "tmdb_5000_movies.csv" in done.stderr

@@ -25,7 +25,7 @@ MOVIELENS_RANGE = (0.5, 5.0)
 MOVIELENS_HINT = (
     'Download GroupLens MovieLens "ml-latest-small" (https://grouplens.org/datasets/movielens/) '
     f"and put {RATINGS_FILE} and {LINKS_FILE} (plain, .gz or .zip) in that folder, or point "
-    "`data.ratings_dir=...` (or MOVREC_RATINGS_DIR) at the folder holding them. "
+    "`data.ratings.dir=...` (or MOVREC_RATINGS_DIR) at the folder holding them. "
     "`data=movielens_synthetic` runs without any download."
 )
 

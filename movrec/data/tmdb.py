@@ -22,7 +22,7 @@ KAGGLE_HINT = (
     'Download the Kaggle dataset "tmdb-movie-metadata" '
     "(https://www.kaggle.com/datasets/tmdb/tmdb-movie-metadata) and put "
     f"{MOVIES_FILE} (and optionally {CREDITS_FILE}; plain, .gz or .zip) in that folder, "
-    "or point `data.dir=...` (or the MOVREC_DATA_DIR environment variable) at the folder "
+    "or point `data.movies.dir=...` (or the MOVREC_DATA_DIR environment variable) at the folder "
     "holding them. "
     "`data=synthetic` runs without any download."
 )

@@ -30,6 +30,12 @@ DEFAULT_OPTIMIZER = partial(torch.optim.Adam, lr=1e-3)  # the paper's
 NET_SIZES = ("n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids")
 
 
+def plain_partial(factory: Callable | None) -> Callable | None:
+    if isinstance(factory, partial):
+        return partial(factory.func, *factory.args, **factory.keywords)
+    return factory
+
+
 def parameter_counts(module: nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
@@ -55,6 +61,8 @@ class RatingRegressor(L.LightningModule):
         super().__init__()
         if output_init not in OUTPUT_INITS:
             raise UserError(f"model.output_init must be one of {list(OUTPUT_INITS)}")
+        # Plain functools.partial in the checkpoint, not the config library's own subclass.
+        net, optimizer, scheduler = (plain_partial(f) for f in (net, optimizer, scheduler))
         self.save_hyperparameters(logger=False)  # run.log_hparams logs the composed config
         self.net = net(**{k: sizes[k] for k in NET_SIZES if k in sizes})
         mean, std = sizes["target_mean"], sizes["target_std"]

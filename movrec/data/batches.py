@@ -1,0 +1,65 @@
+"""In-memory datasets that serve a whole batch per lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from movrec.data.vocab import UNKNOWN_ID_INDEX
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """Aligned in-memory tensors served a whole batch per index lookup.
+
+    ``__getitems__`` lets the DataLoader fetch a batch with one tensor index per key instead
+    of collating 64 single rows. With ``movies`` (one row per movie), each example's
+    ``movie_row`` gathers that movie's tensors per batch, so a rating costs a few ints, not a
+    copy of its movie. During training a share of ids (``unknown_rates``, e.g.
+    ``{"movie_id": 0.1}``) is replaced by the unknown index, so the unknown embedding that
+    unseen movies (or users) get at test time is a learned one.
+    """
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        unknown_rates: dict[str, float] | None = None,
+        movies: dict[str, torch.Tensor] | None = None,
+    ):
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }"
+            )
+        self.tensors = tensors
+        self.movies = movies
+        self.unknown_rates = {k: r for k, r in (unknown_rates or {}).items() if r > 0}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitems__(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        batch = {k: v[index] for k, v in self.tensors.items()}
+        if self.movies is not None:
+            rows = batch.pop("movie_row")
+            batch = {**{k: v[rows] for k, v in self.movies.items()}, **batch}
+        for key, rate in self.unknown_rates.items():
+            ids = batch[key]
+            batch[key] = ids.masked_fill(torch.rand(ids.shape) < rate, UNKNOWN_ID_INDEX)
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.__getitems__([index]).items()}
+
+    def all(self) -> dict[str, torch.Tensor]:
+        """Every example at once (no unknown-id replacement: for evaluation and baselines)."""
+        rates, self.unknown_rates = self.unknown_rates, {}
+        try:
+            return self.__getitems__(torch.arange(len(self)))
+        finally:
+            self.unknown_rates = rates
+
+
+def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
