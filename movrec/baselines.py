@@ -18,7 +18,7 @@ from torchmetrics import MetricCollection
 from movrec.models.metrics import ranking_metrics, regression_metrics
 
 
-def scores(
+def score_predictions(
     pred: torch.Tensor, target: torch.Tensor, ranking: MetricCollection | None = None,
     users: torch.Tensor | None = None, relevance_threshold: float = 4.0,
     ranked_by: torch.Tensor | None = None,
@@ -62,7 +62,7 @@ def user_item_bias(
         + test["movie_id"].map(movie_bias).fillna(0.0)
     )
     clipped = pred.clip(fit_on["rating"].min(), fit_on["rating"].max())  # as the models are
-    return scores(
+    return score_predictions(
         torch.tensor(clipped.to_numpy(), dtype=torch.float32),
         torch.tensor(test["rating"].to_numpy(), dtype=torch.float32),
         ranking_metrics("", ranking_k),

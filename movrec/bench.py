@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from movrec.run import build_datamodule, build_model, train
+from movrec.run import build_datamodule, build_model, fit_and_test
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("deep", "glove", "finetuned_glove")
@@ -51,7 +51,7 @@ def epoch_seconds(variant: str, data: list[str], epochs: int, out: Path) -> list
             f"paths.output_dir={out}",
         ]
     )
-    return train(cfg)["epoch_seconds"]
+    return fit_and_test(cfg)["epoch_seconds"]
 
 
 def plain_loop_seconds(variant: str, data: list[str], epochs: int) -> list[float]:

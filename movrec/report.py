@@ -1,7 +1,7 @@
 """One table and one figure for a whole Hydra sweep (the paper's Chapter 5 comparison).
 
 Runs by itself at the end of every multirun (``SweepReport``, a Hydra callback) and can be
-rebuilt from an existing sweep folder: ``python -m movrec.report logs/multiruns/<time>``.
+rebuilt from an existing sweep folder: ``movrec report logs/multiruns/<time>``.
 Writes ``summary.csv`` and ``summary.md`` (one row per job, plus mean ± std over jobs that
 differ only by seed or fold) and ``comparison.png`` (the paper's Fig. 2) into that folder.
 A job without ``metrics.json`` is a failed row, not a crash.
@@ -9,7 +9,6 @@ A job without ``metrics.json`` is a failed row, not a crash.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -24,7 +23,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 
-from movrec.console import FAILED_FILE, run_command  # noqa: E402
+from movrec.console import FAILED_FILE  # noqa: E402
 from movrec.errors import MissingFileError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -181,14 +180,3 @@ class SweepReport(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(1)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rebuild the report of a Hydra sweep folder.")
-    parser.add_argument("sweep_dir", help="e.g. logs/multiruns/2026-11-25_10-00-00")
-    args = parser.parse_args(argv)
-    return run_command(lambda: print(write_report(args.sweep_dir).to_string(index=False)))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -144,7 +144,7 @@ def test_every_experiment_and_model_survives_fast_dev_run_with_the_default_logge
 ):
     """experiment=paper model=deep once crashed in Lightning's hparams merge (title_length
     differed between module and datamodule) with the default TensorBoard logger."""
-    from movrec.run import run
+    from movrec.run import execute
 
     chosen = [f"experiment={experiment}"] if experiment else []
     data = ["data=movielens_synthetic"] if experiment == "recommend" else []
@@ -154,7 +154,7 @@ def test_every_experiment_and_model_survives_fast_dev_run_with_the_default_logge
     )  # fmt: skip
     if model == "gbdt" and experiment in (None, "paper"):  # no features: a user error
         with pytest.raises(UserError, match="needs metadata features"):
-            run(cfg)
+            execute(cfg)
         return
-    metrics = run(cfg)
+    metrics = execute(cfg)
     assert math.isfinite(metrics["test"]["rmse"])

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from conftest import ROOT
+from movrec.cli import main as movrec_main
 from movrec.console import run_job
 from movrec.data import MoviesDataModule, TmdbFiles, TmdbSynthetic
 from movrec.data.glove import TextFileGlove
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import MOVIES_FILE
 from movrec.errors import MissingFileError, UserError, find_user_error
-from movrec.recommend import main as movrec_main
 
 
 def movies_csv(n: int = 60) -> str:
@@ -195,9 +195,7 @@ def test_movrec_missing_checkpoint_is_one_line(tmp_path, capsys):
 
 
 def test_report_of_no_sweep_is_one_line(tmp_path, capsys):
-    from movrec.report import main as report_main
-
-    assert report_main([str(tmp_path)]) == 2
+    assert movrec_main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("movrec: error:")
 
 

@@ -16,7 +16,7 @@ from movrec.data.glove import PackageGlove
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits
 from movrec.predict import RatingPredictor
-from movrec.run import train
+from movrec.run import fit_and_test
 
 ALL = {"numeric": True, "categorical": True, "text": True, "credits": True}
 
@@ -165,11 +165,11 @@ def test_bad_feature_options_are_named():
 @pytest.fixture(scope="module")
 def hybrid_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("hybrid")
-    return train(make_cfg(out, "experiment=hybrid", "trainer.max_epochs=15")), out
+    return fit_and_test(make_cfg(out, "experiment=hybrid", "trainer.max_epochs=15")), out
 
 
 def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
-    core = train(make_cfg(tmp_path, "trainer.max_epochs=15"))
+    core = fit_and_test(make_cfg(tmp_path, "trainer.max_epochs=15"))
     metrics, _ = hybrid_run
     assert metrics["data"]["features"]["n"] > 0
     assert "budget" in metrics["data"]["features"]["correlation"]
@@ -195,7 +195,7 @@ def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):
 
 def test_gbdt_baseline_writes_the_same_metrics(tmp_path):
     overrides = ("experiment=hybrid", "data.features.text=true", "model=gbdt")
-    metrics = train(make_cfg(tmp_path, *overrides))
+    metrics = fit_and_test(make_cfg(tmp_path, *overrides))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test"] == metrics["test"]
     assert metrics["test"]["r2"] > 0.3 and metrics["mean_baseline"]["r2"] < 0.05
@@ -203,7 +203,7 @@ def test_gbdt_baseline_writes_the_same_metrics(tmp_path):
 
 def test_gbdt_without_features_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="data.features"):
-        train(make_cfg(tmp_path, "model=gbdt"))
+        fit_and_test(make_cfg(tmp_path, "model=gbdt"))
 
 
 def test_cold_start_drops_post_release_signals_and_the_id(tmp_path):

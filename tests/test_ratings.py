@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from movrec.baselines import fit_biases, scores
+from movrec.baselines import fit_biases, score_predictions
 from movrec.data import (
     MovielensSynthetic,
     MoviesDataModule,
@@ -213,7 +213,7 @@ def test_ranking_metrics_equal_a_reference_computation():
     users = rng.integers(0, 12, 600)
     ratings = rng.integers(1, 11, 600) / 2
     pred = ratings + rng.normal(0, 1.0, 600)
-    got = scores(
+    got = score_predictions(
         torch.tensor(pred, dtype=torch.float32),
         torch.tensor(ratings, dtype=torch.float32),
         ranking_metrics("", 10),

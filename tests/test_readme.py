@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import movrec.resolvers  # noqa: F401  (the config's resolvers)
 from conftest import CONF_DIR, ROOT
-from movrec.recommend import _parser
+from movrec.cli import build_parser
 
 README = (ROOT / "README.md").read_text()
 
@@ -66,5 +66,5 @@ def test_every_train_command_composes(command, tmp_path):
 
 @pytest.mark.parametrize("command", MOVREC)
 def test_every_movrec_command_parses(command):
-    args = _parser().parse_args(shlex.split(placeholders(command))[1:])
-    assert args.command in ("similar", "user", "new-user", "predict")
+    args = build_parser().parse_args(shlex.split(placeholders(command))[1:])
+    assert args.command in ("similar", "user", "new-user", "predict", "report")

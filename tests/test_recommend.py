@@ -12,10 +12,11 @@ import pytest
 from hydra.utils import instantiate
 
 from conftest import make_cfg
+from movrec.cli import latest_checkpoint, main
 from movrec.data.movielens import make_movielens
 from movrec.predict import Checkpoint
-from movrec.recommend import Recommender, UnknownTitle, latest_checkpoint, main
-from movrec.run import run, train
+from movrec.recommender import Recommender, UnknownTitle
+from movrec.run import execute, fit_and_test
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
 
@@ -24,7 +25,7 @@ RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("recommend")
     cfg = make_cfg(out, *RECOMMEND, "logger=tensorboard")
-    return train(cfg), cfg, out
+    return fit_and_test(cfg), cfg, out
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,9 @@ def test_personalised_model_beats_the_bias_baseline(trained):
 
 @pytest.mark.parametrize("variant", ["deep", "glove"])
 def test_every_title_variant_trains_with_users(tmp_path, variant):
-    metrics = train(make_cfg(tmp_path, *RECOMMEND, f"model={variant}", "trainer.max_epochs=2"))
+    metrics = fit_and_test(
+        make_cfg(tmp_path, *RECOMMEND, f"model={variant}", "trainer.max_epochs=2")
+    )
     assert metrics["test"]["rmse"] < metrics["mean_baseline"]["rmse"]
     assert "ndcg@10" in metrics["test"] and metrics["bias_baseline"] is not None
 
@@ -115,7 +118,9 @@ def test_checkpoint_rebuilds_the_run_without_refitting(trained, recommender):
 
 def test_retesting_the_checkpoint_gives_the_same_metrics(trained, tmp_path):
     metrics = trained[0]
-    again = run(make_cfg(tmp_path, *RECOMMEND, "train=false", f"ckpt_path={metrics['checkpoint']}"))
+    again = execute(
+        make_cfg(tmp_path, *RECOMMEND, "fit=false", f"ckpt_path={metrics['checkpoint']}")
+    )
     assert again["test"] == pytest.approx(metrics["test"], rel=1e-5)
     assert again["bias_baseline"] == metrics["bias_baseline"]
 
@@ -166,7 +171,7 @@ def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_pa
     cfg = make_cfg(
         tmp_path, "experiment=hybrid", "trainer.max_epochs=3", "data.movies.n_movies=600"
     )
-    checkpoint = train(cfg)["checkpoint"]
+    checkpoint = fit_and_test(cfg)["checkpoint"]
     movies = instantiate(cfg.data.movies).read().movies
     movies.head(8).drop(columns=["vote_average"]).to_csv(tmp_path / "rows.csv", index=False)
     capsys.readouterr()  # the training run's own output
@@ -183,7 +188,7 @@ def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_pa
 
 def test_same_seed_same_personalised_metrics(tmp_path):
     runs = [
-        train(make_cfg(tmp_path / name, *RECOMMEND, "trainer.max_epochs=2", "logger=none"))
+        fit_and_test(make_cfg(tmp_path / name, *RECOMMEND, "trainer.max_epochs=2", "logger=none"))
         for name in ("a", "b")
     ]
     assert runs[0]["test"] == runs[1]["test"]

@@ -21,7 +21,8 @@ import movrec.resolvers  # noqa: F401  (the config's resolvers)
 from conftest import CONF_DIR, ROOT, make_cfg
 from movrec.data.synthetic import make_tmdb
 from movrec.predict import RatingPredictor
-from movrec.run import format_table, run, train
+from movrec.results import format_table
+from movrec.run import execute, fit_and_test
 
 VARIANTS = ("deep", "glove", "finetuned_glove")
 
@@ -32,7 +33,7 @@ def runs(tmp_path_factory):
     results = {}
     for variant in VARIANTS:
         out = tmp_path_factory.mktemp(variant)
-        results[variant] = (train(make_cfg(out, f"model={variant}")), out)
+        results[variant] = (fit_and_test(make_cfg(out, f"model={variant}")), out)
     return results
 
 
@@ -76,21 +77,23 @@ def test_checkpoint_reloads_and_predicts_raw_rows(runs):
 
 def test_same_seed_same_metrics(tmp_path):
     overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.movies.n_movies=500")
-    first = train(make_cfg(tmp_path / "a", *overrides))
-    second = train(make_cfg(tmp_path / "b", *overrides))
+    first = fit_and_test(make_cfg(tmp_path / "a", *overrides))
+    second = fit_and_test(make_cfg(tmp_path / "b", *overrides))
     assert first["test"] == second["test"]
-    third = train(make_cfg(tmp_path / "c", *overrides, "seed=1"))
+    third = fit_and_test(make_cfg(tmp_path / "c", *overrides, "seed=1"))
     assert third["test"] != first["test"]
 
 
 def test_fast_dev_run_smoke(cfg_factory):
-    metrics = train(cfg_factory("model=glove", "+trainer.fast_dev_run=true", "callbacks=none"))
+    metrics = fit_and_test(
+        cfg_factory("model=glove", "+trainer.fast_dev_run=true", "callbacks=none")
+    )
     assert np.isfinite(metrics["test"]["rmse"]) and metrics["checkpoint"] is None
 
 
 @pytest.mark.slow
 def test_ddp_sim_two_processes(cfg_factory):
-    metrics = train(
+    metrics = fit_and_test(
         cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.movies.n_movies=400")
     )
     assert np.isfinite(metrics["test"]["rmse"]) and Path(metrics["checkpoint"]).is_file()
@@ -237,8 +240,8 @@ def _restore_torch_threads():
 
 def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_path):
     metrics, _ = runs["glove"]
-    cfg = make_cfg(tmp_path, "model=glove", "train=false", f"ckpt_path={metrics['checkpoint']}")
-    again = run(cfg)
+    cfg = make_cfg(tmp_path, "model=glove", "fit=false", f"ckpt_path={metrics['checkpoint']}")
+    again = execute(cfg)
     assert again["test"] == pytest.approx(metrics["test"], rel=1e-6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["checkpoint"] == metrics["checkpoint"]
@@ -246,4 +249,4 @@ def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_p
     assert line.startswith(f"checkpoint of epoch {metrics['best_epoch']}, parameters")
     assert "None" not in line and "nan" not in line
     with pytest.raises(ValueError, match="ckpt_path"):
-        run(make_cfg(tmp_path, "train=false"))
+        execute(make_cfg(tmp_path, "fit=false"))

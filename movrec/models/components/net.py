@@ -58,7 +58,8 @@ class RatingNet(nn.Module):
         users = batch["user_id"]
         user = self.users.embedding(users)
         out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
-        return out + self.users.interaction(users, user, movie)
+        out = out + self.users.bias(users).squeeze(-1)  # user bias, then the dot product
+        return out + (user * self.users.movie_projection(movie)).sum(1)
 
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The vector a movie is compared by: its projection into the users' space when the

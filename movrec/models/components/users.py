@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from movrec.errors import UserError
@@ -23,9 +22,3 @@ class UserTower(nn.Module):
         nn.init.zeros_(self.bias.weight)
         self.movie_projection = nn.Linear(movie_width, dim)
         self.width = dim
-
-    def interaction(
-        self, users: torch.Tensor, user: torch.Tensor, movie: torch.Tensor
-    ) -> torch.Tensor:
-        """User bias plus the dot product of user and projected movie."""
-        return self.bias(users).squeeze(-1) + (user * self.movie_projection(movie)).sum(1)

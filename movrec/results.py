@@ -1,0 +1,145 @@
+"""What a run reports: ``metrics.json``, the console table, TensorBoard's HParams entry, and
+the mean and bias baselines every model is shown beside."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from movrec.baselines import score_predictions, user_item_bias
+from movrec.data import FittedDataModule
+
+log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("mae", "rmse", "r2")
+
+
+def hydra_context() -> dict[str, Any]:
+    """Group choices and overrides of the running Hydra job; empty outside one."""
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    return {
+        "choices": {
+            k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")
+        },
+        "overrides": list(hydra_cfg.overrides.task),
+    }
+
+
+def mean_baseline(datamodule: FittedDataModule) -> dict[str, float]:
+    """Test metrics of always predicting the training mean: the bar every model must clear."""
+    target = datamodule.examples("test")["rating"]
+    return score_predictions(torch.full_like(target, datamodule.preprocessing.target_mean), target)
+
+
+def bias_baseline(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, float] | None:
+    """User + movie biases on the same split (user ratings only): the collaborative bar."""
+    ratings = datamodule.user_ratings()
+    if ratings is None:
+        return None
+    return user_item_bias(
+        *ratings,
+        cfg.model.get("ranking_k", 10),
+        cfg.model.get("relevance_threshold", 4.0),
+    )
+
+
+def format_table(metrics: dict) -> str:
+    columns = {"model": metrics["test"], "mean predictor": metrics["mean_baseline"]}
+    if metrics.get("bias_baseline"):
+        columns["user+movie bias"] = metrics["bias_baseline"]
+    names = [*METRIC_NAMES, *sorted(k for k in metrics["test"] if "@" in k)]
+    lines = ["".join([f"{'':<12}", *(f"{c:>17}" for c in columns)])]
+    for name in names:
+        values = [v.get(name) for v in columns.values()]
+        cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
+        lines.append(f"{name.upper():<12}" + "".join(cells))
+    lines.append(", ".join(run_facts(metrics)))
+    return "\n".join(lines)
+
+
+def run_facts(metrics: dict) -> list[str]:
+    """What is known about how the tested weights came about; nothing unknown is printed."""
+    epochs, best, seconds = (metrics[k] for k in ("epochs_run", "best_epoch", "seconds_per_epoch"))
+    facts = []
+    if epochs is not None:
+        facts.append(f"epochs {epochs}" + (f" (best {best})" if best is not None else ""))
+    elif best is not None:
+        facts.append(f"checkpoint of epoch {best}")
+    if seconds is not None:
+        facts.append(f"{seconds:.3f} s/epoch")
+    parameters = metrics["parameters"]
+    if parameters["trainable"] or parameters["frozen"]:
+        facts.append(
+            f"parameters {parameters['trainable']:,} trainable / {parameters['frozen']:,} frozen"
+        )
+    return facts
+
+
+def run_metrics(
+    cfg: DictConfig, datamodule: FittedDataModule, test: dict[str, float], **fields: Any
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds; every kind of run fills in what it knows."""
+    metrics = {
+        **hydra_context(),
+        "seed": cfg.get("seed"),
+        "test": test,
+        "mean_baseline": mean_baseline(datamodule),
+        "bias_baseline": bias_baseline(cfg, datamodule),
+        "epochs_run": None,
+        "best_epoch": None,
+        "best_val_loss": None,
+        "seconds_per_epoch": None,
+        "epoch_seconds": [],
+        "train_seconds": None,
+        "parameters": {"trainable": 0, "frozen": 0},
+        "data": datamodule.summary(),
+        "glove": None,
+        "checkpoint": None,
+    }
+    unknown = set(fields) - set(metrics)
+    if unknown:
+        raise KeyError(f"not metrics.json fields: {sorted(unknown)}")
+    return {**metrics, **fields}
+
+
+def logged_test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    return {k.split("/", 1)[1]: float(v) for k, v in results[0].items() if k.startswith("test/")}
+
+
+def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+
+
+def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any]) -> None:
+    """The run's settings with its final metrics, so TensorBoard's HParams tab lines up the
+    jobs of a sweep. Written once, at the end: Lightning's own hparams logging (switched off
+    in the module and datamodule) writes no metrics and refuses keys both of them have."""
+    params = {
+        "choice": hydra_context().get("choices", {}),
+        "seed": cfg.get("seed"),
+        **{
+            group: OmegaConf.to_container(cfg[group], resolve=True)
+            for group in ("model", "data", "trainer")
+        },
+    }
+    final = {f"hp/test_{k}": v for k, v in metrics["test"].items() if k != "loss"}
+    if metrics["best_val_loss"] is not None:
+        final["hp/best_val_loss"] = metrics["best_val_loss"]
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=final)
+        else:
+            logger.log_hyperparams(params)
+        logger.finalize("success")
