@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only: runs have no display
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from movrec.data.features import movie_labels  # noqa: E402
+from movrec.data.labels import movie_labels  # noqa: E402
 
 
 class FitSummary(L.Callback):

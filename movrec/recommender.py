@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from movrec.data import FittedDataModule
-from movrec.data.features import movie_labels
+from movrec.data.labels import movie_labels
 from movrec.errors import UserError
 from movrec.models.regressor import RatingRegressor
 from movrec.predict import Checkpoint

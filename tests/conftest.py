@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -34,3 +35,19 @@ def cfg_factory(tmp_path):
         return make_cfg(tmp_path, *overrides)
 
     return factory
+
+
+def same_fit(a, b, frame) -> bool:
+    """Two fitted preprocessings are the same: equal plain state, and equal feature matrices
+    for ``frame`` (fitted scikit-learn objects have no equality of their own)."""
+    state_a, state_b = a.state_dict(), b.state_dict()
+    features_a, features_b = state_a.pop("features"), state_b.pop("features")
+    if state_a != state_b or (features_a is None) != (features_b is None):
+        return False
+    if features_a is None:
+        return True
+    return (
+        features_a["spec"] == features_b["spec"]
+        and a.features.names == b.features.names
+        and np.array_equal(a.features.transform(frame), b.features.transform(frame))
+    )

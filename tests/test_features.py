@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import make_cfg
+from conftest import make_cfg, same_fit
 from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.features import FeaturePipeline, FeatureSpec
 from movrec.data.glove import PackageGlove
@@ -70,7 +70,7 @@ def test_fitted_on_the_training_split_only(hybrid_dm):
 
     poisoned.load_movies = load_poisoned
     poisoned.setup()
-    assert poisoned.preprocessing.state_dict() == hybrid_dm.preprocessing.state_dict()
+    assert same_fit(poisoned.preprocessing, hybrid_dm.preprocessing, hybrid_dm.frames["train"])
     for split in ("train", "val"):
         assert torch.equal(
             poisoned.tensors[split]["features"], hybrid_dm.tensors[split]["features"]
@@ -96,10 +96,11 @@ def test_pca_keeps_the_configured_variance():
     frame = clean_frame(n=400)
     spec = FeatureSpec(categorical=False, credits=False, pca_variance=0.95)
     pipeline = FeaturePipeline(spec).fit(frame)
-    fitted = pipeline.state["numeric"]
-    assert fitted["pca"]["explained_variance"] >= 0.95
-    assert 0 < len(fitted["pca"]["components"]) <= len(fitted["columns"])
-    assert pipeline.transform(frame).shape[1] == len(fitted["pca"]["components"])
+    summary = pipeline.summary()
+    assert summary["pca_explained_variance"] >= 0.95
+    assert 0 < summary["n"] <= len(summary["numeric_columns"])
+    assert pipeline.transform(frame).shape[1] == summary["n"]
+    assert all(name.startswith("num:pca") for name in pipeline.names)
     with pytest.raises(ValueError, match="pca_variance"):
         FeatureSpec(pca_variance=1.5)
 
@@ -108,7 +109,7 @@ def test_correlated_pairs_keep_the_more_informative_column():
     frame = clean_frame(n=400)
     frame["popularity"] = np.expm1(np.log1p(frame["vote_count"]) * 1.0001)  # |r| ~ 1
     pipeline = FeaturePipeline(FeatureSpec(categorical=False, credits=False)).fit(frame)
-    dropped = pipeline.state["numeric"]["dropped_correlated"]
+    dropped = pipeline.summary()["dropped_correlated"]
     assert len({"popularity", "vote_count"} & set(dropped)) == 1
     assert "movie_age" in dropped or "release_year" in dropped  # age = reference - year
 

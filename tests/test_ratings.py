@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import same_fit
 from movrec.baselines import fit_biases, score_predictions
 from movrec.data import (
     MovielensSynthetic,
@@ -147,7 +148,7 @@ def test_preprocessing_is_fitted_on_training_ratings_only(dm, monkeypatch):
 
     monkeypatch.setattr(ratings_datamodule, "join_ratings", poison)
     poisoned.setup()
-    assert poisoned.preprocessing.state_dict() == dm.preprocessing.state_dict()
+    assert same_fit(poisoned.preprocessing, dm.preprocessing, dm.movies)
     assert (poisoned.tensors["test"]["rating"] == 0.5).all()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movrec.data.features import parse_names
+from movrec.data.cells import parse_names
 from movrec.data.tmdb import CleaningReport, find_table, read_table
 from movrec.errors import MissingFileError, UserError
 
