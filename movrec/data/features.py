@@ -192,9 +192,12 @@ class FeaturePipeline:
                 other = column == "production_companies"
                 parts.append((column, TopLabels(limit, other=other), column))
         if "original_language" in frame:
+            # Most frequent first (ties by name), the rest in one "other" column.
+            counts = frame["original_language"].value_counts()
+            order = sorted(counts.index, key=lambda v: (-counts[v], v))
             language = OneHotEncoder(
-                max_categories=spec.top_languages + 1, handle_unknown="infrequent_if_exist",
-                sparse_output=False, dtype=np.float32,
+                categories=[order], max_categories=spec.top_languages + 1,
+                handle_unknown="infrequent_if_exist", sparse_output=False, dtype=np.float32,
             )  # fmt: skip
             parts.append(("original_language", language, ["original_language"]))
         if "people" in frame:
