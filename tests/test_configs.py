@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import lightning as L
 import pytest
@@ -13,7 +12,6 @@ from omegaconf import OmegaConf
 
 from conftest import CONF_DIR
 from movrec.data import FittedDataModule
-from movrec.errors import UserError
 from movrec.run import instantiate_group
 
 GROUPS = {
@@ -132,29 +130,3 @@ def test_paper_experiment_reads_titles_as_the_papers_code(cfg_factory, model, en
     assert cfg.data.title_encoding == encoding
     assert cfg.data.merge_on == "title" and cfg.data.validate_on == "test"
     assert cfg.callbacks.early_stopping is None and cfg.trainer.max_epochs == 10
-
-
-EXPERIMENTS = [None, *GROUPS["experiment"]]
-
-
-@pytest.mark.parametrize("model", GROUPS["model"])
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_and_model_survives_fast_dev_run_with_the_default_logger(
-    cfg_factory, experiment, model
-):
-    """experiment=paper model=deep once crashed in Lightning's hparams merge (title_length
-    differed between module and datamodule) with the default TensorBoard logger."""
-    from movrec.run import execute
-
-    chosen = [f"experiment={experiment}"] if experiment else []
-    data = ["data=movielens_synthetic"] if experiment == "recommend" else []
-    cfg = cfg_factory(
-        *chosen, *data, f"model={model}", "logger=tensorboard", "+trainer.fast_dev_run=true",
-        "data.movies.n_movies=200",
-    )  # fmt: skip
-    if model == "gbdt" and experiment in (None, "paper"):  # no features: a user error
-        with pytest.raises(UserError, match="needs metadata features"):
-            execute(cfg)
-        return
-    metrics = execute(cfg)
-    assert math.isfinite(metrics["test"]["rmse"])
