@@ -37,15 +37,16 @@ class Checkpoint:
             raise UserError(f"{self.path}: not a checkpoint file ({err})") from err
         if not isinstance(raw, dict) or "state_dict" not in raw:
             raise UserError(f"{self.path}: not a Lightning checkpoint")
+        hparams = raw.get("hyper_parameters", {})
+        if "sizes" not in hparams and "n_movie_ids" in hparams:
+            raise UserError(
+                f"{self.path}: written by movrec before 0.2 (one flat RatingRegressor); this "
+                "version builds the model from components: retrain it with python train.py"
+            )
         found = [name for name in DATAMODULES if raw.get(name, {}).get("preprocessing")]
         if not found:
             raise UserError(
                 f"{self.path}: no fitted preprocessing in this checkpoint (not a movrec run?)"
-            )
-        if "sizes" not in raw.get("hyper_parameters", {}):
-            raise UserError(
-                f"{self.path}: written by movrec before 0.2 (one flat RatingRegressor); this "
-                "version builds the model from components: retrain it with python train.py"
             )
         self.datamodule_class = DATAMODULES[found[0]]
         self.state: dict = raw[found[0]]

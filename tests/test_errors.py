@@ -214,7 +214,7 @@ def test_a_checkpoint_from_before_the_components_says_so(tmp_path, capsys):
             "epoch": 3,
             "state_dict": {"title_embedding.weight": torch.zeros(4, 2)},
             "hyper_parameters": {"n_movie_ids": 3, "vocab_size": 4, "title_length": 2},
-            "MoviesDataModule": {"preprocessing": {"titles": []}},
+            "TmdbDataModule": {"preprocessing": {"titles": []}},  # the 0.1 name
         },
         old,
     )

@@ -57,6 +57,9 @@ class FittedDataModule(L.LightningDataModule):
                 raise UserError(f"{name} must be >= 1, got {value}")
         # `features` None is the paper's model: movie id and title only.
         self.feature_spec = FeatureSpec(**features) if features is not None else None
+        # This frame's and the subclass's arguments (Lightning walks the __init__ chain); the
+        # checkpoint keeps them, so a run's data can be rebuilt. run.log_hparams logs them.
+        self.save_hyperparameters(ignore=["glove"], logger=False)
         self.glove = glove
         self.preprocessing: Preprocessing | None = None
         self.frames: dict[str, pd.DataFrame] = {}

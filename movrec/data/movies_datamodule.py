@@ -28,28 +28,16 @@ class MoviesDataModule(FittedDataModule):
     def __init__(
         self,
         movies: Any,
-        glove: Any = None,
-        drop_unrated: bool = True,
-        split_seed: int = 42,
-        test_fraction: float = 0.2,
-        val_fraction: float = 0.2,
-        num_words: int = 5000,
-        title_length: int = 15,
-        unknown_id_rate: float = 0.1,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        features: dict | None = None,
         folds: int | None = None,
         fold: int = 0,
         merge_on: str = "id",
         id_vocabulary: str = "train",
         title_encoding: str = "tokens",
         validate_on: str = "val",
+        **shared: Any,
     ):
-        super().__init__(
-            movies, glove, drop_unrated, split_seed, test_fraction, val_fraction, num_words,
-            title_length, unknown_id_rate, batch_size, eval_batch_size, features,
-        )  # fmt: skip
+        """``shared``: the options every datamodule has (see :class:`FittedDataModule`)."""
+        super().__init__(movies, **shared)
         for name, value in (
             ("merge_on", merge_on), ("id_vocabulary", id_vocabulary),
             ("title_encoding", title_encoding), ("validate_on", validate_on),
@@ -58,13 +46,12 @@ class MoviesDataModule(FittedDataModule):
                 raise UserError(
                     f"data.{name} must be one of {list(PAPER_SWITCHES[name])}, got {value!r}"
                 )
-        check_split_options(test_fraction, val_fraction, folds, fold)
+        check_split_options(self.hparams.test_fraction, self.hparams.val_fraction, folds, fold)
         if self.feature_spec is not None and self.feature_spec.vote_average:
             raise UserError(
                 "data.features.vote_average=true feeds TMDb's rating to the model, but it is "
                 "what this datamodule predicts: only user-rating data may use it"
             )
-        self.save_hyperparameters(ignore=["glove"], logger=False)  # run.log_hparams logs them
 
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:

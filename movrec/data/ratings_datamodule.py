@@ -34,24 +34,14 @@ class RatingsDataModule(FittedDataModule):
         self,
         movies: Any,
         ratings: Any,
-        glove: Any = None,
-        drop_unrated: bool = False,
-        split_seed: int = 42,
-        test_fraction: float = 0.2,
-        val_fraction: float = 0.2,
-        num_words: int = 5000,
-        title_length: int = 15,
-        unknown_id_rate: float = 0.1,
-        batch_size: int = 256,
-        eval_batch_size: int = 1024,
-        features: dict | None = None,
         split: str = "random",
         unknown_user_rate: float = 0.05,
+        **shared: Any,
     ):
-        super().__init__(
-            movies, glove, drop_unrated, split_seed, test_fraction, val_fraction, num_words,
-            title_length, unknown_id_rate, batch_size, eval_batch_size, features,
-        )  # fmt: skip
+        """``shared``: the options every datamodule has (see :class:`FittedDataModule`); here
+        unrated movies are kept (users rate them) and batches hold 256 ratings by default."""
+        shared = {"drop_unrated": False, "batch_size": 256, **shared}
+        super().__init__(movies, **shared)
         if not hasattr(ratings, "read"):
             raise UserError(
                 "data.ratings must be a ratings source (movielens_files or movielens_synthetic)"
@@ -60,7 +50,6 @@ class RatingsDataModule(FittedDataModule):
             raise UserError(f"data.split must be one of {list(RATING_SPLITS)}, got {split!r}")
         if not 0 <= unknown_user_rate < 1:
             raise UserError(f"data.unknown_user_rate must be in [0, 1), got {unknown_user_rate}")
-        self.save_hyperparameters(ignore=["glove"], logger=False)  # run.log_hparams logs them
         self.movies = pd.DataFrame()
         self.movie_tensors: dict[str, torch.Tensor] = {}
 

@@ -30,8 +30,7 @@ class TmdbFiles:
     dir: str
 
     def read(self) -> RawMovies:
-        movies, credits, sources = read_tmdb(self.dir)
-        return RawMovies(movies, credits, sources)
+        return RawMovies(*read_tmdb(self.dir))
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ class MovielensFiles:
     dir: str
 
     def read(self, movies: pd.DataFrame) -> RawRatings:
-        ratings, links, sources = read_movielens(self.dir)
-        return RawRatings(ratings, links, sources)
+        return RawRatings(*read_movielens(self.dir))
 
 
 @dataclass(frozen=True)
