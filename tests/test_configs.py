@@ -30,7 +30,10 @@ def test_every_group_has_its_options():
 
 @pytest.mark.parametrize(
     ("model", "data", "trainer"),
-    list(itertools.product(NEURAL, GROUPS["data"], GROUPS["trainer"])),
+    [
+        *((model, data, "cpu") for model, data in itertools.product(NEURAL, GROUPS["data"])),
+        *(("finetuned_glove", "tmdb", trainer) for trainer in GROUPS["trainer"]),
+    ],
 )
 def test_composes_and_resolves(cfg_factory, model, data, trainer):
     cfg = cfg_factory(f"model={model}", f"data={data}", f"trainer={trainer}")

@@ -195,7 +195,7 @@ def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):
 
 
 def test_gbdt_baseline_writes_the_same_metrics(tmp_path):
-    overrides = ("experiment=hybrid", "data.features.text=true", "model=gbdt")
+    overrides = ("experiment=hybrid", "data.features.text=true", "model=gbdt", "model.max_iter=100")
     metrics = fit_and_test(make_cfg(tmp_path, *overrides))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test"] == metrics["test"]

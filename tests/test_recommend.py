@@ -20,6 +20,7 @@ from movrec.recommender import Recommender, UnknownTitle
 from movrec.run import execute, fit_and_test
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
+SMALL = ("trainer.max_epochs=2", "data.movies.n_movies=300", "data.ratings.n_users=100")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +191,7 @@ def test_a_tmdb_checkpoint_predicts_vote_average_and_finds_similar_movies(tmp_pa
 
 def test_same_seed_same_personalised_metrics(tmp_path):
     runs = [
-        fit_and_test(make_cfg(tmp_path / name, *RECOMMEND, "trainer.max_epochs=2", "logger=none"))
+        fit_and_test(make_cfg(tmp_path / name, *RECOMMEND, *SMALL, "logger=none"))
         for name in ("a", "b")
     ]
     assert runs[0]["test"] == runs[1]["test"]

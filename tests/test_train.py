@@ -76,7 +76,7 @@ def test_checkpoint_reloads_and_predicts_raw_rows(runs):
 
 
 def test_same_seed_same_metrics(tmp_path):
-    overrides = ("model=finetuned_glove", "trainer.max_epochs=3", "data.movies.n_movies=500")
+    overrides = ("model=finetuned_glove", "trainer.max_epochs=2", "data.movies.n_movies=300")
     first = fit_and_test(make_cfg(tmp_path / "a", *overrides))
     second = fit_and_test(make_cfg(tmp_path / "b", *overrides))
     assert first["test"] == second["test"]
