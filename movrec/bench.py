@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from movrec.console import silence_known_noise
 from movrec.run import build_datamodule, build_model, fit_and_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-cli", action="store_true", help="skip the whole train.py run")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
+    silence_known_noise()
     data = ["data=synthetic"] if args.synthetic else []
     if args.data_dir:
         data.append(f"data.movies.dir={Path(args.data_dir).resolve()}")
