@@ -1,13 +1,20 @@
-"""Scikit-learn-style regressors (``model=gbdt``) on the datamodule's fitted feature matrix:
-the same rows, splits and ``metrics.json`` as the networks, fitted on train + validation."""
+"""Tree peers (``model=gbdt | lightgbm | catboost``) on the datamodule's fitted feature matrix:
+the same rows, splits and ``metrics.json`` as the networks.
+
+Each is tuned on validation the way the networks are: fitted on the training split with a
+generous number of trees, the size with the lowest validation MSE is kept (early stopping on
+validation), then the model is refitted with that size on train + validation and tested once.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
@@ -20,39 +27,80 @@ from movrec.results import run_metrics
 
 log = logging.getLogger(__name__)
 
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _sklearn_curve(estimator: Any, train: Arrays, val: Arrays) -> np.ndarray:
+    estimator.fit(*train)
+    return np.array([np.mean((p - val[1]) ** 2) for p in estimator.staged_predict(val[0])])
+
+
+def _lightgbm_curve(estimator: Any, train: Arrays, val: Arrays) -> np.ndarray:
+    if "eval_X" in inspect.signature(estimator.fit).parameters:  # LightGBM >= 4.7
+        estimator.fit(*train, eval_X=(val[0],), eval_y=(val[1],), eval_metric="l2")
+    else:
+        estimator.fit(*train, eval_set=[val], eval_metric="l2")
+    return np.asarray(estimator.evals_result_["valid_0"]["l2"])
+
+
+def _catboost_curve(estimator: Any, train: Arrays, val: Arrays) -> np.ndarray:
+    estimator.fit(*train, eval_set=val)
+    return np.square(estimator.get_evals_result()["validation"]["RMSE"])
+
+
+# Class name -> (the parameter that sets the number of trees, the validation-MSE curve).
+SIZED: dict[str, tuple[str, Callable[[Any, Arrays, Arrays], np.ndarray]]] = {
+    "HistGradientBoostingRegressor": ("max_iter", _sklearn_curve),
+    "GradientBoostingRegressor": ("n_estimators", _sklearn_curve),
+    "LGBMRegressor": ("n_estimators", _lightgbm_curve),
+    "CatBoostRegressor": ("iterations", _catboost_curve),
+}
+
+
+def estimator_options(cfg: DictConfig, estimator_class: type) -> dict[str, Any]:
+    """``cfg.model`` without ``_target_`` and the neural-model keys experiments set for every
+    model choice (e.g. ``net``); those are logged as ignored."""
+    neural = set(inspect.signature(RatingRegressor).parameters)
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    unused = sorted(k for k in options if k in neural)
+    if unused:
+        log.info("%s ignores the neural-model options %s", estimator_class.__name__, unused)
+    return {k: v for k, v in options.items() if k not in neural and k != "_target_"}
+
 
 def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, Any]:
-    """A scikit-learn regressor on the fitted feature matrix: train + validation, then test."""
+    """Fit, choose the size on validation, refit on train + validation, test once."""
     if datamodule.model_sizes()["n_features"] == 0:
         raise UserError(
             f"model {cfg.model._target_} needs metadata features: set data.features "
             "(e.g. experiment=hybrid)"
         )
-    tensors = {split: datamodule.examples(split) for split in ("train", "val", "test")}
-    x = torch.cat([tensors["train"]["features"], tensors["val"]["features"]]).numpy()
-    y = torch.cat([tensors["train"]["rating"], tensors["val"]["rating"]]).numpy()
+    splits = {
+        name: (tensors["features"].numpy(), tensors["rating"].numpy())
+        for name, tensors in ((s, datamodule.examples(s)) for s in ("train", "val", "test"))
+    }
     estimator_class = get_class(cfg.model._target_)
-    accepted = estimator_class().get_params()
-    # Experiments set neural-model options (e.g. title_pooling) for every model choice.
-    neural = set(inspect.signature(RatingRegressor).parameters) - set(accepted)
-    options = OmegaConf.to_container(cfg.model, resolve=True)
-    unused = sorted(k for k in options if k in neural)
-    if unused:
-        log.info("%s ignores the neural-model options %s", estimator_class.__name__, unused)
-    estimator = estimator_class(
-        **{k: v for k, v in options.items() if k not in neural and k != "_target_"}
-    )
+    options = estimator_options(cfg, estimator_class)
     start = time.perf_counter()
-    estimator.fit(x, y)
+    best_val_loss, size = None, None
+    if estimator_class.__name__ in SIZED:
+        parameter, curve = SIZED[estimator_class.__name__]
+        losses = curve(estimator_class(**options), splits["train"], splits["val"])
+        size, best_val_loss = int(np.argmin(losses)) + 1, float(np.min(losses))
+        log.info("%s: %d trees chosen on validation (of %d)", parameter, size, len(losses))
+        options = {**options, parameter: size}
+    estimator = estimator_class(**options)
+    both = [np.concatenate(parts) for parts in zip(splits["train"], splits["val"], strict=True)]
+    estimator.fit(*both)
     seconds = time.perf_counter() - start
-    target = tensors["test"]["rating"]
-    pred = torch.as_tensor(
-        estimator.predict(tensors["test"]["features"].numpy()), dtype=target.dtype
-    )
+    target = torch.from_numpy(splits["test"][1])
+    pred = torch.as_tensor(estimator.predict(splits["test"][0]), dtype=target.dtype)
     return run_metrics(
         cfg,
         datamodule,
         score_predictions(pred, target),
-        epochs_run=getattr(estimator, "n_iter_", None),
+        kind="trees",
+        epochs_run=size,
+        best_val_loss=best_val_loss,
         train_seconds=seconds,
     )

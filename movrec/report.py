@@ -29,9 +29,11 @@ from movrec.errors import MissingFileError  # noqa: E402
 log = logging.getLogger(__name__)
 
 METRICS = ("mae", "rmse", "r2")
-REPEAT_KEYS = ("seed", "data.fold")  # jobs differing only by these are repeats of one setting
+# Jobs differing only by these are repeats of one setting (mean ± std over them).
+REPEAT_KEYS = ("seed", "data.fold", "data.split_seed")
+SPLIT_KEY = "data.split_seed"
 COLUMNS = (
-    "status", "error", "mae", "rmse", "r2", "epochs_run", "best_epoch", "seconds_per_epoch",
+    "status", "error", "kind", "mae", "rmse", "r2", "epochs_run", "best_epoch", "seconds_per_epoch",
     "train_seconds", "params_trainable", "params_frozen",
 )  # fmt: skip
 
@@ -56,6 +58,7 @@ def job_row(job: Path) -> dict[str, Any]:
     return {
         **row,
         "status": "ok",
+        "kind": metrics.get("kind", "network"),
         **{m: metrics["test"][m] for m in METRICS},
         **{m: v for m, v in metrics["test"].items() if "@" in m},  # ranking, with users
         **{f"bias_{m}": v for m, v in bias.items() if m != "loss"},
@@ -112,6 +115,27 @@ def aggregate(table: pd.DataFrame, varying: list[str]) -> pd.DataFrame | None:
     return result.reset_index()
 
 
+def paired_by_split(table: pd.DataFrame, metric: str = "r2") -> pd.DataFrame | None:
+    """Per split seed, each network's mean ``metric`` (over seeds) minus each tree model's: the
+    paired comparison, since a split moves every model together. None without both kinds."""
+    done = table[table["status"] == "ok"]
+    if SPLIT_KEY not in done or "model" not in done or done["kind"].nunique() < 2:
+        return None
+    means = done.groupby([SPLIT_KEY, "model", "kind"])[metric].mean().reset_index()
+    wide = means.pivot(index=SPLIT_KEY, columns="model", values=metric)
+    kinds = dict(zip(means["model"], means["kind"], strict=False))
+    networks = [m for m in wide.columns if kinds[m] == "network"]
+    trees = [m for m in wide.columns if kinds[m] == "trees"]
+    pairs = pd.DataFrame(
+        {f"{n} − {t}": wide[n] - wide[t] for n in networks for t in trees}, index=wide.index
+    )
+    summary = pd.DataFrame(
+        [pairs.mean(), (pairs > 0).sum().map(lambda k: f"{k} of {len(pairs)}")],
+        index=["mean", "network ahead"],
+    )
+    return pd.concat([pairs.astype(object), summary]).rename_axis(SPLIT_KEY).reset_index()
+
+
 def comparison_figure(table: pd.DataFrame, varying: list[str]) -> plt.Figure:
     """Fig. 2: one bar group per metric, one bar per setting (averaged over repeats)."""
     done = table[table["status"] == "ok"]
@@ -151,7 +175,10 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
     parts = [f"# Sweep {sweep_dir.name}", "", "## Jobs", "", _markdown(table)]
     aggregated = aggregate(table, varying)
     if aggregated is not None:
-        parts += ["", "## Mean ± std over seeds / folds", "", _markdown(aggregated)]
+        parts += ["", "## Mean ± std over seeds / folds / splits", "", _markdown(aggregated)]
+    paired = paired_by_split(table)
+    if paired is not None:
+        parts += ["", "## Network − trees, R² per split (paired)", "", _markdown(paired)]
     (sweep_dir / "summary.md").write_text("\n".join(parts) + "\n")
     if (table["status"] == "ok").any():
         figure = comparison_figure(table, varying)

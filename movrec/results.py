@@ -91,6 +91,7 @@ def run_metrics(
     metrics = {
         **hydra_context(),
         "seed": cfg.get("seed"),
+        "kind": "network",  # or "trees": the report pairs networks with trees per split
         "test": test,
         "mean_baseline": mean_baseline(datamodule),
         "bias_baseline": bias_baseline(cfg, datamodule),

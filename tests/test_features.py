@@ -194,12 +194,23 @@ def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):
     assert np.corrcoef(direct, y)[0, 1] > 0.5
 
 
-def test_gbdt_baseline_writes_the_same_metrics(tmp_path):
-    overrides = ("experiment=hybrid", "data.features.text=true", "model=gbdt", "model.max_iter=100")
+@pytest.mark.parametrize(
+    "model", ["gbdt", "lightgbm", pytest.param("catboost", marks=pytest.mark.slow)]
+)
+def test_tree_peers_choose_their_size_on_validation(tmp_path, model):
+    """Same rows and metrics.json as the networks; the number of trees is the one with the
+    lowest validation MSE, then the model is refitted on train + validation. (The synthetic
+    signal is in words: trees need the text features to see it.)"""
+    cap = {"gbdt": "max_iter", "lightgbm": "n_estimators", "catboost": "iterations"}[model]
+    overrides = ("experiment=hybrid", "data.features.text=true", f"model={model}",
+                 f"model.{cap}=100", "model.learning_rate=0.15",
+                 "data.movies.n_movies=700")  # fmt: skip
     metrics = fit_and_test(make_cfg(tmp_path, *overrides))
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["test"] == metrics["test"]
+    assert saved["test"] == metrics["test"] and saved["kind"] == "trees"
+    assert 1 <= metrics["epochs_run"] <= 100 and metrics["best_val_loss"] > 0
     assert metrics["test"]["r2"] > 0.3 and metrics["mean_baseline"]["r2"] < 0.05
+    assert not list(tmp_path.glob("catboost_info"))
 
 
 def test_gbdt_without_features_is_a_clear_error(tmp_path):

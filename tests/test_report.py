@@ -8,7 +8,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from movrec.report import write_report
+from movrec.report import paired_by_split, write_report
 
 
 def fake_job(sweep, number, overrides, r2=None):
@@ -56,5 +56,29 @@ def test_ranking_metrics_and_the_bias_baseline_are_reported(tmp_path):
     table = write_report(tmp_path)
     assert table["ndcg@10"].tolist() == [0.80, 0.84]
     assert table["bias_rmse"].tolist() == [0.85, 0.85] and "bias_loss" not in table
-    assert list(table.columns[:4]) == ["job", "seed", "status", "mae"]  # metrics: no overrides
+    assert list(table.columns[:5]) == ["job", "seed", "status", "kind", "mae"]  # not overrides
     assert "0.8200 ± 0.0283" in (tmp_path / "summary.md").read_text()
+
+
+def test_networks_and_trees_are_paired_per_split(tmp_path):
+    """Means over seeds within a split, network minus tree per split, and how often ahead."""
+    r2 = {("finetuned_glove", 0): (0.50, 0.52), ("lightgbm", 0): (0.49,),
+          ("finetuned_glove", 1): (0.40, 0.40), ("lightgbm", 1): (0.45,)}  # fmt: skip
+    number = 0
+    for (model, split), values in r2.items():
+        for seed, value in enumerate(values):
+            overrides = [f"model={model}", f"data.split_seed={split}", f"seed={seed}"]
+            job = fake_job(tmp_path, number, overrides, value)
+            metrics = json.loads((job / "metrics.json").read_text())
+            metrics["kind"] = "trees" if model == "lightgbm" else "network"
+            (job / "metrics.json").write_text(json.dumps(metrics))
+            number += 1
+    table = write_report(tmp_path)
+    paired = paired_by_split(table)
+    column = "finetuned_glove − lightgbm"
+    assert paired[column][:2].tolist() == pytest.approx([0.02, -0.05])
+    assert paired[column].tolist()[2:] == [pytest.approx(-0.015), "1 of 2"]
+    report = (tmp_path / "summary.md").read_text()
+    assert "Network − trees" in report and "1 of 2" in report
+    # the aggregate pools split seeds and seeds: one row per model
+    assert "0.4550 ± 0.0640" in report
