@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 
 from conftest import make_cfg, same_fit
 from movrec.data import MoviesDataModule, TmdbSynthetic
-from movrec.data.features import FeaturePipeline, FeatureSpec
+from movrec.data.feature_spec import FeatureSpec
+from movrec.data.features import FeaturePipeline
 from movrec.data.glove import PackageGlove
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits

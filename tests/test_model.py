@@ -224,3 +224,19 @@ def test_predictions_stay_on_the_training_scale_outside_training():
     assert torch.equal(clipped, raw.clamp(0.5, 5.0))
     with torch.no_grad():  # rankings order by the unclipped scores: no ties at the top
         assert torch.equal(model.eval().score(batch), raw)
+
+
+def test_periodic_numeric_embeddings_widen_only_the_numeric_columns():
+    """model.net.numeric_embedding=periodic: each of the leading numeric feature columns
+    becomes a learned vector; the other feature columns pass through unchanged."""
+    sizes = toy_sizes(n_features=5, n_numeric=3)
+    model = regressor(sizes, numeric_embedding="periodic", numeric_embedding_dim=4, id_dim=0)
+    plain = regressor(sizes, id_dim=0)
+    assert model.net.movie.width == plain.net.movie.width + 3 * (4 - 1)
+    batch = {"title": torch.tensor([[1, 2, 0, 0]]), "features": torch.randn(1, 5)}
+    encoded = model.net.movie.features(batch["features"])
+    assert encoded.shape == (1, 3 * 4 + 2)
+    assert torch.equal(encoded[:, -2:], batch["features"][:, 3:])
+    assert model(batch).shape == (1,)
+    with pytest.raises(ValueError, match="model.net.numeric_embedding"):
+        regressor(sizes, numeric_embedding="fourier")

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from movrec.data.batches import TensorBatches, whole_batch
-from movrec.data.features import FeatureSpec
+from movrec.data.feature_spec import FeatureSpec
 from movrec.data.glove import WordVectors, embedding_matrix
 from movrec.data.preprocessing import Preprocessing
 from movrec.data.sources import RawMovies

@@ -16,8 +16,6 @@ scikit-learn ``ColumnTransformer``, pickled with the checkpoint.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,66 +26,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 
 from movrec.data.cells import parse_names, people, release_dates, words
+from movrec.data.feature_spec import LIST_COLUMNS, NUMERIC_COLUMNS, TEXT_COLUMNS, FeatureSpec
 from movrec.data.glove import WordVectors
 from movrec.data.tmdb import TARGET, CleaningReport
-from movrec.data.transformers import POOLINGS, CorrelationFilter, PooledWordVectors, TopLabels
+from movrec.data.transformers import CorrelationFilter, PooledWordVectors, TopLabels
 from movrec.errors import UserError
 
-NUMERIC_COLUMNS = ("budget", "revenue", "popularity", "runtime", "vote_count")
 LOG_COLUMNS = ("budget", "revenue", "popularity", "vote_count")
 ZERO_IS_UNKNOWN = ("budget", "revenue", "runtime")
-DATE_COLUMNS = ("release_year", "release_month", "movie_age")
-TEXT_COLUMNS = ("overview", "keywords", "tagline")
-LIST_COLUMNS = ("genres", "production_companies")
-GROUPS = ("numeric", "categorical", "text", "credits")
-SCALERS = ("standard", "quantile")
-
-
-@dataclass
-class FeatureSpec:
-    """What to build; every field is a `data.features.*` config key."""
-
-    numeric: bool = True
-    categorical: bool = True
-    text: bool = False
-    credits: bool = True
-    exclude: Sequence[str] = ()
-    correlation_threshold: float | None = 0.9
-    pca_variance: float | None = None
-    top_languages: int = 10
-    top_companies: int = 30
-    top_people: int = 100
-    text_pooling: str = "mean"
-    numeric_scaler: str = "standard"  # standard | quantile (to a normal distribution)
-    text_vocabulary: int = 20000
-    # TMDb's own rating as an input: only where the target is something else (MovieLens
-    # ratings). Movies without votes get it as missing, with the `unrated` flag.
-    vote_average: bool = False
-
-    def __post_init__(self) -> None:
-        if self.text_pooling not in POOLINGS:
-            raise UserError(f"data.features.text_pooling must be one of {list(POOLINGS)}")
-        if self.numeric_scaler not in SCALERS:
-            raise UserError(f"data.features.numeric_scaler must be one of {list(SCALERS)}")
-        if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
-            raise UserError(
-                f"data.features.pca_variance must be in (0, 1], got {self.pca_variance}"
-            )
-        if TARGET in self.exclude:
-            raise UserError("vote_average is the target and never a feature")
-        known = set(NUMERIC_COLUMNS) | set(DATE_COLUMNS) | set(GROUPS) | set(TEXT_COLUMNS)
-        known |= {"genres", "original_language", "production_companies", "director", "cast"}
-        unknown = set(self.exclude) - known
-        if unknown:
-            raise UserError(f"data.features.exclude: unknown feature(s) {sorted(unknown)}")
-        self.exclude = list(self.exclude)
-
-    def wants(self, name: str) -> bool:
-        return name not in self.exclude
-
-    @property
-    def any(self) -> bool:
-        return any(getattr(self, g) for g in GROUPS)
 
 
 def numeric_frame(
@@ -142,6 +88,14 @@ def numeric_pipeline(spec: FeatureSpec, n_rows: int) -> Pipeline:
     if spec.pca_variance is not None:
         steps.append(("pca", PCA(spec.pca_variance if spec.pca_variance < 1 else None)))
     return Pipeline(steps).set_output(transform="pandas")
+
+
+def plain_name(column: object) -> str:
+    """A fitted column's name without the parts' prefixes; imputer flags end in ``_missing``."""
+    name = str(column).removeprefix("num:").removeprefix("text:")
+    if name.startswith("missingindicator_num:"):
+        return name.removeprefix("missingindicator_num:") + "_missing"
+    return name
 
 
 class FeaturePipeline:
@@ -239,13 +193,15 @@ class FeaturePipeline:
         for part, fitted, _ in self.transformer.transformers_:
             if part == "remainder":
                 continue
-            for name in fitted.get_feature_names_out():
-                name = str(name).removeprefix("num:").removeprefix("text:")
-                if name.startswith("missingindicator_num:"):
-                    name = name.removeprefix("missingindicator_num:") + "_missing"
+            for name in map(plain_name, fitted.get_feature_names_out()):
                 name = name.removeprefix(f"{part}_").replace("infrequent_sklearn", "other")
                 names.append(name if part == "text" else f"{part}:{name}")
         return names
+
+    @property
+    def n_numeric(self) -> int:
+        """How many leading output columns are numbers (the numeric block comes first)."""
+        return sum(name.startswith("num:") for name in self.names)
 
     def transform(self, frame: pd.DataFrame, report: CleaningReport | None = None) -> np.ndarray:
         values = self.transformer.transform(self.frame(frame, report))
@@ -259,7 +215,7 @@ class FeaturePipeline:
         if numeric is None:
             return out
         prune, pca = numeric.named_steps["prune"], numeric.named_steps.get("pca")
-        plain = {c: str(c).removeprefix("num:") for c in prune.correlation_.columns}
+        plain = {c: plain_name(c) for c in prune.correlation_.columns}
         out["numeric_columns"] = [plain[c] for c in prune.keep_]
         out["dropped_correlated"] = {plain[k]: v for k, v in prune.dropped_.items()}
         out["correlation"] = prune.correlation_.rename(index=plain, columns=plain).to_dict()

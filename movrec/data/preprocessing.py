@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movrec.data.features import FeaturePipeline, FeatureSpec
+from movrec.data.feature_spec import FeatureSpec
+from movrec.data.features import FeaturePipeline
 from movrec.data.glove import WordVectors
 from movrec.data.tmdb import TARGET, CleaningReport
 from movrec.data.vocab import IdVocabulary, TokenVocabulary
@@ -138,6 +139,7 @@ class Preprocessing:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "n_features": len(self.features.names) if self.features is not None else 0,
+            "n_numeric": self.features.n_numeric if self.features is not None else 0,
             "n_user_ids": len(self.users) if self.users is not None else 0,
             "rating_range": list(self.target_range) if self.target_range else None,
         }

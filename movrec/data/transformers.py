@@ -12,8 +12,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from movrec.data.glove import WordVectors
 
-POOLINGS = ("mean", "max")
-
 
 class CorrelationFilter(TransformerMixin, BaseEstimator):
     """Of each pair of columns with |r| above ``threshold`` (training split), keep the one that

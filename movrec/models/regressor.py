@@ -27,7 +27,7 @@ from movrec.models.metrics import ranking_metrics, regression_metrics
 OUTPUT_INITS = ("mean", "zero")
 DEFAULT_OPTIMIZER = partial(torch.optim.Adam, lr=1e-3)  # the paper's
 # What the fitted data tells the network (the rest of ``sizes`` is the target's scale).
-NET_SIZES = ("n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids")
+NET_SIZES = ("n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids", "n_numeric")
 
 
 def plain_partial(factory: Callable | None) -> Callable | None:

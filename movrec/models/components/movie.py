@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from movrec.models.components.features import FeatureTower
 from movrec.models.components.title import TitleEncoder, keras_uniform
 
 
@@ -16,18 +17,25 @@ class MovieEncoder(nn.Module):
     start: an unseen movie's id says nothing)."""
 
     def __init__(
-        self, n_movie_ids: int, id_dim: int, title: dict[str, Any], n_features: int = 0
+        self,
+        n_movie_ids: int,
+        id_dim: int,
+        title: dict[str, Any],
+        n_features: int = 0,
+        features: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.ids = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
         self.title = TitleEncoder(**title)  # after the ids: the paper's order of random draws
         self.n_features = n_features
-        self.width = id_dim + self.title.width + n_features
+        self.features = FeatureTower(n_features, **(features or {})) if n_features else None
+        width = self.features.width if self.features is not None else 0
+        self.width = id_dim + self.title.width + width
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = [self.title(batch["title"])]
         if self.ids is not None:
             parts.insert(0, self.ids(batch["movie_id"]))
-        if self.n_features:
-            parts.append(batch["features"])
+        if self.features is not None:
+            parts.append(self.features(batch["features"]))
         return torch.cat(parts, dim=1)

@@ -17,7 +17,7 @@ class RatingNet(nn.Module):
     """The paper's network (id and title embeddings, flattened, then an MLP), plus metadata
     features and, with user ratings (``n_user_ids > 0``), a :class:`UserTower`.
 
-    The first five arguments are sizes from the fitted data; the rest are the ``model.net``
+    The first six arguments are sizes from the fitted data; the rest are the ``model.net``
     config. The output is in target-standard-deviation units; the LightningModule rescales it.
     """
 
@@ -28,6 +28,7 @@ class RatingNet(nn.Module):
         title_length: int,
         n_features: int = 0,
         n_user_ids: int = 0,
+        n_numeric: int = 0,
         id_dim: int = 50,
         title_dim: int = 50,
         title_init: str = "random",
@@ -36,13 +37,18 @@ class RatingNet(nn.Module):
         hidden_sizes: Sequence[int] = (128, 64),
         dropout: float = 0.3,
         user_dim: int = 32,
+        numeric_embedding: str = "none",
+        numeric_embedding_dim: int = 16,
     ):
         super().__init__()
         title = {
             "vocab_size": vocab_size, "length": title_length, "dim": title_dim,
             "init": title_init, "trainable": title_trainable, "pooling": title_pooling,
         }  # fmt: skip
-        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features)
+        features = {
+            "n_numeric": n_numeric, "embedding": numeric_embedding, "dim": numeric_embedding_dim,
+        }  # fmt: skip
+        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features)
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
         width = self.movie.width + (self.users.width if self.users else 0)
         self.head = mlp_head(width, hidden_sizes, dropout)
