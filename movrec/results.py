@@ -105,6 +105,7 @@ def run_metrics(
         "data": datamodule.summary(),
         "glove": None,
         "checkpoint": None,
+        "refit_epochs": None,  # refit=true: epochs trained on train + validation for the test
     }
     unknown = set(fields) - set(metrics)
     if unknown:

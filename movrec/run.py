@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
@@ -90,22 +92,55 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     resume = cfg.get("ckpt_path")
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=False)
     fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    results = trainer.test(
-        model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
-    )
+    if cfg.get("refit") and fitted["best_epoch"]:
+        test, best, refit = refit_on_train_and_val(cfg, datamodule, fitted["best_epoch"], loggers)
+        fitted["train_seconds"] += refit["train_seconds"]
+    else:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
+        )
+        test, refit = logged_test_metrics(results), {}
     metrics = run_metrics(
         cfg,
         datamodule,
-        logged_test_metrics(results),
+        test,
         **fitted,
         parameters=parameter_counts(model),
         glove=glove,
         checkpoint=best or None,
+        refit_epochs=refit.get("epochs_run"),
     )
     log_hparams(cfg, trainer.loggers, metrics)
     write_metrics(cfg, metrics)
     return metrics
+
+
+def refit_on_train_and_val(
+    cfg: DictConfig, datamodule: FittedDataModule, epochs: int, loggers: list
+) -> tuple[dict[str, float], str, dict[str, Any]]:
+    """The tree models' protocol for a network (``refit=true``): validation chose the number
+    of epochs; a fresh model with the same seed trains that long on train + validation (the
+    preprocessing stays fitted on train alone) and is the one tested. Returns its test
+    metrics, checkpoint and fit summary."""
+    log.info("refit: %d epochs on train + validation", epochs)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule.train_on_validation_too()
+    model, _ = build_model(cfg, datamodule)
+    checkpoint = ModelCheckpoint(
+        dirpath=Path(cfg.paths.output_dir) / "checkpoints",
+        filename="refit-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, max_epochs=epochs, min_epochs=epochs, limit_val_batches=0,
+        callbacks=[checkpoint, FitSummary()], logger=loggers or False, enable_progress_bar=False,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    refitted = read_fit_summary(trainer)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    return logged_test_metrics(results), checkpoint.best_model_path, refitted
 
 
 def data_overrides(cfg: DictConfig) -> dict[str, Any]:

@@ -240,3 +240,25 @@ def test_periodic_numeric_embeddings_widen_only_the_numeric_columns():
     assert model(batch).shape == (1,)
     with pytest.raises(ValueError, match="model.net.numeric_embedding"):
         regressor(sizes, numeric_embedding="fourier")
+
+
+def test_several_heads_learn_apart_and_predict_their_mean():
+    """model.net.heads=k: k heads, each trained on its own loss; the prediction is their mean."""
+    sizes = toy_sizes(n_user_ids=3)
+    model = regressor(sizes, heads=4, dropout=0.0)
+    batch = {
+        "movie_id": torch.tensor([1, 2]),
+        "title": torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0]]),
+        "user_id": torch.tensor([1, 2]),
+        "rating": torch.tensor([1.0, 2.0]),
+    }
+    members = model.members(batch)
+    assert members.shape == (2, 4) and not torch.equal(members[:, 0], members[:, 1])
+    torch.testing.assert_close(model.eval().score(batch), members.mean(-1))
+    model.train()
+    model.on_train_epoch_start()
+    loss = model.training_step(batch, 0)
+    expected = ((members - batch["rating"][:, None]) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="model.net.heads"):
+        regressor(sizes, heads=0)

@@ -102,6 +102,13 @@ class FittedDataModule(L.LightningDataModule):
         """Every example of a split as model inputs and target (baselines, tests)."""
         return self.dataset(split).all()
 
+    def train_on_validation_too(self) -> None:
+        """Serve train + validation as training rows (``refit=true``); what was fitted on the
+        training split stays as it is."""
+        train, val = self.tensors["train"], self.tensors["val"]
+        self.tensors["train"] = {k: torch.cat([train[k], val[k]]) for k in train}
+        self.frames["train"] = pd.concat([self.frames["train"], self.frames["val"]])
+
     def unknown_rates(self) -> dict[str, float]:
         """Share of each id input replaced by the unknown index in training batches."""
         return {"movie_id": self.hparams.unknown_id_rate}

@@ -93,10 +93,15 @@ class RatingRegressor(L.LightningModule):
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net.movie_representation(batch)
 
+    def members(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unclipped ratings, one column per head when the network has several."""
+        return self.target_mean + self.target_std * self.net(batch)
+
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted ratings before clipping: what rankings order by (clipping would tie every
-        movie predicted above the scale's top)."""
-        return self.target_mean + self.target_std * self.net(batch)
+        movie predicted above the scale's top). Several heads predict their mean."""
+        members = self.members(batch)
+        return members.mean(-1) if members.dim() == 2 else members
 
     def clip(self, ratings: torch.Tensor) -> torch.Tensor:
         """Ratings within the range seen in training."""
@@ -111,8 +116,13 @@ class RatingRegressor(L.LightningModule):
         self._train_sums = torch.zeros(3, device=self.device)  # squared error, abs error, count
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        pred = self(batch)
-        loss = F.mse_loss(pred, batch["rating"])
+        members = self.members(batch)
+        if members.dim() == 2:  # each head learns on its own: the mean of their losses
+            loss = F.mse_loss(members, batch["rating"].unsqueeze(-1).expand_as(members))
+            pred = members.detach().mean(-1)
+        else:
+            pred = members
+            loss = F.mse_loss(pred, batch["rating"])
         # Epoch sums instead of per-step self.log / metric calls, which cost more than the step.
         with torch.no_grad():
             error = pred - batch["rating"]

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from movrec.models.components.head import mlp_head
+from movrec.errors import UserError
+from movrec.models.components.head import HeadEnsemble, mlp_head
 from movrec.models.components.movie import MovieEncoder
 from movrec.models.components.title import TitleEncoder
 from movrec.models.components.users import UserTower
@@ -39,6 +40,7 @@ class RatingNet(nn.Module):
         user_dim: int = 32,
         numeric_embedding: str = "none",
         numeric_embedding_dim: int = 16,
+        heads: int = 1,
     ):
         super().__init__()
         title = {
@@ -51,21 +53,31 @@ class RatingNet(nn.Module):
         self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features)
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
         width = self.movie.width + (self.users.width if self.users else 0)
-        self.head = mlp_head(width, hidden_sizes, dropout)
+        if heads < 1:
+            raise UserError(f"model.net.heads must be >= 1, got {heads}")
+        self.head = (
+            mlp_head(width, hidden_sizes, dropout)
+            if heads == 1
+            else HeadEnsemble(width, hidden_sizes, dropout, heads)
+        )
 
     @property
     def title(self) -> TitleEncoder:
         return self.movie.title
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores, shape (batch,); with ``heads > 1``, one column per head (batch, heads)."""
         movie = self.movie(batch)
         if self.users is None:
             return self.head(movie).squeeze(-1)
         users = batch["user_id"]
         user = self.users.embedding(users)
         out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
-        out = out + self.users.bias(users).squeeze(-1)  # user bias, then the dot product
-        return out + (user * self.users.movie_projection(movie)).sum(1)
+        shared = self.users.bias(users).squeeze(-1)  # user bias, then the dot product
+        if out.dim() == 1:
+            return out + shared + (user * self.users.movie_projection(movie)).sum(1)
+        dot = (user * self.users.movie_projection(movie)).sum(1)
+        return out + shared.unsqueeze(-1) + dot.unsqueeze(-1)
 
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The vector a movie is compared by: its projection into the users' space when the
