@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -27,10 +28,22 @@ def unique_dir(path: str) -> str:
             candidate = base.with_name(f"{base.name}_{n}")
 
 
+FOLDER_NAME_LIMIT = 120  # file systems refuse names over 255 bytes; long sweeps reach that
+
+
+def folder_name(text: str, limit: int = FOLDER_NAME_LIMIT) -> str:
+    """``text``, or its first characters and a hash of the whole when it is too long for a
+    folder name (a sweep job's overrides; the full list is in its .hydra/overrides.yaml)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 9]}~{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
 def paper_title_encoding(title_init: str) -> str:
     """experiment=paper: the paper's deep model reads len(title); its GloVe models read words."""
     return "length" if title_init == "random" else "tokens"
 
 
 OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
 OmegaConf.register_new_resolver("paper_title_encoding", paper_title_encoding, replace=True)

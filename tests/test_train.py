@@ -250,3 +250,14 @@ def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_p
     assert "None" not in line and "nan" not in line
     with pytest.raises(ValueError, match="ckpt_path"):
         execute(make_cfg(tmp_path, "fit=false"))
+
+
+def test_long_sweep_job_folder_names_are_shortened():
+    """A sweep over many keys once crashed with "File name too long"."""
+    from movrec.resolvers import FOLDER_NAME_LIMIT, folder_name
+
+    long = ",".join(f"model.net.option_{i}=value_{i}" for i in range(20))
+    short = folder_name(long)
+    assert len(short) == FOLDER_NAME_LIMIT and short.startswith(long[:50])
+    assert folder_name(long + "x") != short  # the hash keeps different jobs apart
+    assert folder_name("model=deep,seed=0") == "model=deep,seed=0"
