@@ -129,7 +129,7 @@ def refit_on_train_and_val(
     datamodule.train_on_validation_too()
     model, _ = build_model(cfg, datamodule)
     checkpoint = ModelCheckpoint(
-        dirpath=Path(cfg.paths.output_dir) / "checkpoints",
+        dirpath=Path(cfg.paths.output_dir) / "checkpoints" / "refit",
         filename="refit-epoch{epoch:03d}",
         auto_insert_metric_name=False,
     )

@@ -261,3 +261,15 @@ def test_long_sweep_job_folder_names_are_shortened():
     assert len(short) == FOLDER_NAME_LIMIT and short.startswith(long[:50])
     assert folder_name(long + "x") != short  # the hash keeps different jobs apart
     assert folder_name("model=deep,seed=0") == "model=deep,seed=0"
+
+
+def test_refit_trains_the_validated_epochs_on_train_and_validation(tmp_path):
+    """refit=true: early stopping picks the epochs on validation; a fresh model trains that
+    long on train + validation and is the one tested (its checkpoint is what commands load)."""
+    overrides = ("model=deep", "trainer.max_epochs=4", "data.movies.n_movies=300")
+    plain = fit_and_test(make_cfg(tmp_path / "plain", *overrides))
+    refit = fit_and_test(make_cfg(tmp_path / "refit", *overrides, "refit=true"))
+    assert plain["refit_epochs"] is None and refit["refit_epochs"] == refit["best_epoch"]
+    assert refit["best_val_loss"] == plain["best_val_loss"]  # the same first fit
+    assert refit["test"] != plain["test"]
+    assert "refit" in refit["checkpoint"] and Path(refit["checkpoint"]).is_file()
