@@ -16,6 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from torch.multiprocessing.spawn import ProcessExitedException
 
 import movrec.resolvers  # noqa: F401  (the config's resolvers)
 from conftest import CONF_DIR, ROOT, make_cfg
@@ -93,9 +94,16 @@ def test_fast_dev_run_smoke(cfg_factory):
 
 @pytest.mark.slow
 def test_ddp_sim_two_processes(cfg_factory):
-    metrics = fit_and_test(
-        cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.movies.n_movies=400")
-    )
+    cfg = cfg_factory("trainer=ddp_sim", "trainer.max_epochs=2", "data.movies.n_movies=400")
+    try:
+        metrics = fit_and_test(cfg)
+    except ProcessExitedException as err:
+        # Seen once in about ten CI runs: a gloo worker aborting at the end of test() with
+        # "terminate called without an active exception" (SIGABRT). That crash, and only that
+        # one, gets one more try; any other failure fails the test.
+        if err.signal_name != "SIGABRT":
+            raise
+        metrics = fit_and_test(cfg)
     assert np.isfinite(metrics["test"]["rmse"]) and Path(metrics["checkpoint"]).is_file()
     # The spawned workers trained: the summary says so (it said "epochs 0" before).
     assert metrics["epochs_run"] == 2 and len(metrics["epoch_seconds"]) == 2
