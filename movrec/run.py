@@ -71,7 +71,8 @@ def build_model(
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
-    """Fit on train, early-stop on val, test the best checkpoint; return what metrics.json holds."""
+    """Fit on train, early-stop on val, test the best checkpoint (with ``refit=true``: a model
+    refitted on train + validation); return what metrics.json holds."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
         log.info("seed %d", cfg.seed)
