@@ -7,6 +7,7 @@ plus the datamodule's own settings, so the data it was trained on can be rebuilt
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,18 @@ from movrec.models.regressor import RatingRegressor
 
 
 class Checkpoint:
-    """A movrec checkpoint file, checked once; the module and the datamodule come back through
-    Lightning's own ``load_from_checkpoint``."""
+    """A movrec checkpoint file, read and checked once; the module and the datamodule come back
+    from those bytes through Lightning's own ``load_from_checkpoint``."""
 
     def __init__(self, path: str | Path, map_location: str = "cpu"):
         self.path = Path(path)
         self.map_location = map_location
         if not self.path.is_file():
             raise MissingFileError(f"checkpoint not found: {self.path}")
+        self._bytes = self.path.read_bytes()
         # Our own checkpoints: they hold plain Python state and partials besides tensors.
         try:
-            raw = torch.load(self.path, map_location=map_location, weights_only=False)
+            raw = torch.load(self._file(), map_location=map_location, weights_only=False)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
             raise UserError(f"{self.path}: not a checkpoint file ({err})") from err
         if not isinstance(raw, dict) or "state_dict" not in raw:
@@ -52,13 +54,16 @@ class Checkpoint:
         self.state: dict = raw[found[0]]
         self.epoch = int(raw["epoch"]) + 1  # 1-based
 
+    def _file(self) -> io.BytesIO:
+        return io.BytesIO(self._bytes)
+
     @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.from_state(self.state["preprocessing"])
 
     def model(self) -> RatingRegressor:
         model = RatingRegressor.load_from_checkpoint(
-            self.path, map_location=self.map_location, weights_only=False
+            self._file(), map_location=self.map_location, weights_only=False
         )
         return model.eval()
 
@@ -66,7 +71,7 @@ class Checkpoint:
         """The training data rebuilt from the saved settings (``overrides`` replace some, e.g.
         a folder that moved), transformed by the checkpoint's fitted preprocessing."""
         datamodule = self.datamodule_class.load_from_checkpoint(
-            self.path,
+            self._file(),
             map_location=self.map_location,
             weights_only=False,
             **{k: v for k, v in overrides.items() if v is not None},
