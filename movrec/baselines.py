@@ -13,24 +13,22 @@ from __future__ import annotations
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
 
-from movrec.models.metrics import ranking_metrics, regression_metrics
+from movrec.models.metrics import ranking_at_k, regression_metrics
 
 
 def score_predictions(
-    pred: torch.Tensor, target: torch.Tensor, ranking: MetricCollection | None = None,
-    users: torch.Tensor | None = None, relevance_threshold: float = 4.0,
-    ranked_by: torch.Tensor | None = None,
+    pred: torch.Tensor, target: torch.Tensor, users: torch.Tensor | None = None,
+    ranking_k: int = 10, relevance_threshold: float = 4.0, ranked_by: torch.Tensor | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """MAE / RMSE / R² / loss, plus the ranking metrics when given a collection and users
+    """MAE / RMSE / R² / loss, plus the ranking metrics at ``ranking_k`` when given users
     (ranked by ``ranked_by``, default ``pred``: unclipped scores avoid ties at the top)."""
     out = {k: float(v) for k, v in regression_metrics("").forward(pred, target).items()}
     out["loss"] = float(F.mse_loss(pred, target))
-    if ranking is not None:
+    if users is not None:
         ranked_by = pred if ranked_by is None else ranked_by
-        ranking.update(ranked_by, target >= relevance_threshold, indexes=users)
-        out.update({k: float(v) for k, v in ranking.compute().items()})
+        ranking = ranking_at_k(ranked_by, target >= relevance_threshold, users, ranking_k)
+        out.update({k: float(v) for k, v in ranking.items()})
     return out
 
 
@@ -65,8 +63,8 @@ def user_item_bias(
     return score_predictions(
         torch.tensor(clipped.to_numpy(), dtype=torch.float32),
         torch.tensor(test["rating"].to_numpy(), dtype=torch.float32),
-        ranking_metrics("", ranking_k),
         torch.tensor(test["user_id"].to_numpy()),
+        ranking_k,
         relevance_threshold,
         ranked_by=torch.tensor(pred.to_numpy(), dtype=torch.float32),
     )

@@ -243,7 +243,8 @@ def test_periodic_numeric_embeddings_widen_only_the_numeric_columns():
 
 
 def test_several_heads_learn_apart_and_predict_their_mean():
-    """model.net.heads=k: k heads, each trained on its own loss; the prediction is their mean."""
+    """model.net.heads=k: k heads, each trained on its own loss (their sum, so that weight
+    decay weighs on each as on a single head); the prediction is their mean."""
     sizes = toy_sizes(n_user_ids=3)
     model = regressor(sizes, heads=4, dropout=0.0)
     batch = {
@@ -258,7 +259,7 @@ def test_several_heads_learn_apart_and_predict_their_mean():
     model.train()
     model.on_train_epoch_start()
     loss = model.training_step(batch, 0)
-    expected = ((members - batch["rating"][:, None]) ** 2).mean()
+    expected = ((members - batch["rating"][:, None]) ** 2).mean(0).sum()
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="model.net.heads"):
         regressor(sizes, heads=0)

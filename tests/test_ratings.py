@@ -21,7 +21,7 @@ from movrec.data.splits import split_ratings
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport
 from movrec.data.vocab import UNKNOWN_ID_INDEX
-from movrec.models.metrics import ranking_metrics
+from movrec.models.metrics import ranking_at_k
 
 FEATURES = {"numeric": True, "categorical": True, "credits": True, "vote_average": True}
 SYNTHETIC = {"n_movies": 400, "seed": 0}
@@ -217,10 +217,31 @@ def test_ranking_metrics_equal_a_reference_computation():
     got = score_predictions(
         torch.tensor(pred, dtype=torch.float32),
         torch.tensor(ratings, dtype=torch.float32),
-        ranking_metrics("", 10),
         torch.tensor(users),
     )
     expected = _reference_ranking(pred, ratings >= 4, users, 10)
     actual = (got["precision@10"], got["recall@10"], got["ndcg@10"])
     np.testing.assert_allclose(actual, expected, rtol=1e-5)
     assert got["rmse"] == pytest.approx(np.sqrt(np.mean((pred - ratings) ** 2)), rel=1e-5)
+
+
+def test_ranking_metrics_equal_torchmetrics_and_skip_users_without_a_liked_movie():
+    from torchmetrics.retrieval import (
+        RetrievalNormalizedDCG,
+        RetrievalPrecision,
+        RetrievalRecall,
+    )
+
+    generator = torch.Generator().manual_seed(3)
+    users = torch.randint(0, 300, (5000,), generator=generator)
+    scores = torch.rand(5000, generator=generator)  # untied
+    relevant = torch.rand(5000, generator=generator) < 0.2
+    relevant[users == 7] = False  # a user with nothing to find is skipped, not scored 0
+    got = ranking_at_k(scores, relevant, users, 10)
+    options = {"top_k": 10, "empty_target_action": "skip"}
+    for name, metric in (
+        ("precision@10", RetrievalPrecision(**options)),
+        ("recall@10", RetrievalRecall(**options)),
+        ("ndcg@10", RetrievalNormalizedDCG(**options)),
+    ):
+        assert float(got[name]) == pytest.approx(float(metric(scores, relevant, users)), rel=1e-5)

@@ -22,12 +22,15 @@ from torchmetrics import MetricCollection
 
 from movrec.errors import UserError
 from movrec.models.components import RatingNet
-from movrec.models.metrics import ranking_metrics, regression_metrics
+from movrec.models.metrics import RankingMetrics, regression_metrics
 
 OUTPUT_INITS = ("mean", "zero")
 DEFAULT_OPTIMIZER = partial(torch.optim.Adam, lr=1e-3)  # the paper's
 # What the fitted data tells the network (the rest of ``sizes`` is the target's scale).
-NET_SIZES = ("n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids", "n_numeric")
+NET_SIZES = (
+    "n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids", "n_numeric",
+    "n_tags",
+)  # fmt: skip
 
 
 def plain_partial(factory: Callable | None) -> Callable | None:
@@ -75,7 +78,7 @@ class RatingRegressor(L.LightningModule):
 
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
-        self.test_ranking = ranking_metrics("test/", ranking_k) if self.has_users else None
+        self.test_ranking = RankingMetrics(ranking_k, "test/") if self.has_users else None
 
     def __setattr__(self, name: str, value: object) -> None:
         # Lightning records the running hook's name on the module about 45 times per training
@@ -117,8 +120,11 @@ class RatingRegressor(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         members = self.members(batch)
-        if members.dim() == 2:  # each head learns on its own: the mean of their losses
-            loss = F.mse_loss(members, batch["rating"].unsqueeze(-1).expand_as(members))
+        if members.dim() == 2:  # each head learns on its own: the sum of their losses
+            # (a mean would scale each head's gradient by 1/heads against the optimiser's
+            # weight decay, which then dominates: heads=32 learned nothing at decay 0.01)
+            target = batch["rating"].unsqueeze(-1).expand_as(members)
+            loss = F.mse_loss(members, target, reduction="none").mean(0).sum()
             pred = members.detach().mean(-1)
         else:
             pred = members
@@ -155,8 +161,12 @@ class RatingRegressor(L.LightningModule):
         scores = self._evaluate(batch, "test", self.test_metrics)
         if self.test_ranking is not None:  # ranked by the unclipped scores: no ties at the top
             relevant = batch["rating"] >= self.hparams.relevance_threshold
-            self.test_ranking.update(scores, relevant, indexes=batch["user_key"])
-            self.log_dict(self.test_ranking, batch_size=len(scores))
+            self.test_ranking.update(scores, relevant, batch["user_key"])
+
+    def on_test_epoch_end(self) -> None:
+        if self.test_ranking is not None:  # over every test row: a user's rows span batches
+            self.log_dict(self.test_ranking.compute())
+            self.test_ranking.reset()
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch)
