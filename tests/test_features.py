@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 
 from conftest import make_cfg, same_fit
 from movrec.data import MoviesDataModule, TmdbSynthetic
+from movrec.data.cells import tags as tag_lists
 from movrec.data.feature_spec import FeatureSpec
 from movrec.data.features import FeaturePipeline
 from movrec.data.glove import PackageGlove
@@ -167,7 +169,8 @@ def test_bad_feature_options_are_named():
 @pytest.fixture(scope="module")
 def hybrid_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("hybrid")
-    return fit_and_test(make_cfg(out, "experiment=hybrid", "trainer.max_epochs=15")), out
+    cfg = make_cfg(out, "experiment=hybrid", "trainer.max_epochs=15", "data.features.tags=500")
+    return fit_and_test(cfg), out
 
 
 def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
@@ -176,6 +179,24 @@ def test_hybrid_beats_the_id_and_title_model(hybrid_run, tmp_path):
     assert metrics["data"]["features"]["n"] > 0
     assert "budget" in metrics["data"]["features"]["correlation"]
     assert metrics["test"]["r2"] > core["test"]["r2"] + 0.1
+
+
+def test_tags_are_a_bag_of_names_seen_on_two_training_movies(hybrid_dm):
+    spec = {**ALL, "text": False, "tags": 50, "tag_length": 8}
+    dm = MoviesDataModule(TmdbSynthetic(**{"n_movies": 600, "seed": 0}), features=spec)
+    dm.setup()
+    vocabulary = dm.preprocessing.tags
+    assert 0 < len(vocabulary) - 1 <= 50
+    train = tag_lists(dm.frames["train"], None)
+    counts = Counter(t for tags in train for t in set(tags))
+    assert all(counts[t] >= 2 for t in vocabulary.tags)  # fitted on training movies only
+    assert {t.split(":")[0] for t in vocabulary.tags} <= {"director", "cast", "company", "keyword"}
+    tensors = dm.tensors["test"]
+    assert tensors["tags"].shape == (len(dm.frames["test"]), 8)
+    first = tag_lists(dm.frames["test"].iloc[:1], None)[0]
+    known = [vocabulary.index[t] for t in first if t in vocabulary.index][:8]
+    assert tensors["tags"][0].tolist() == known + [0] * (8 - len(known))
+    assert dm.model_sizes()["n_tags"] == len(vocabulary)
 
 
 def test_hybrid_checkpoint_reloads_with_identical_predictions(hybrid_run):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from movrec.data.vocab import OOV_INDEX, PAD_INDEX, IdVocabulary, TokenVocabulary, tokenize
+from movrec.data.vocab import (
+    OOV_INDEX,
+    PAD_INDEX,
+    IdVocabulary,
+    TagVocabulary,
+    TokenVocabulary,
+    tokenize,
+)
 
 
 def test_tokenize_lowercases_and_strips_punctuation():
@@ -39,3 +46,13 @@ def test_unseen_ids_map_to_the_unknown_index():
     assert len(ids) == 4
     assert ids.encode([10, 20, 30, 99]).tolist() == [1, 2, 3, 0]
     assert IdVocabulary.from_state(ids.state_dict()).encode([99, 30]).tolist() == [0, 3]
+
+
+def test_tags_of_one_movie_are_left_out_and_unseen_tags_dropped():
+    movies = [["cast:A", "cast:B", "cast:A"], ["cast:A", "company:C"], ["company:C", "cast:B"]]
+    vocabulary = TagVocabulary.fit(movies + [["keyword:once"]], size=10)
+    assert vocabulary.tags == ["cast:A", "cast:B", "company:C"]  # counted once per movie
+    assert TagVocabulary.fit(movies, size=1).tags == ["cast:A"]
+    encoded = vocabulary.encode([["keyword:new", "company:C", "cast:A"], []], length=3)
+    np.testing.assert_array_equal(encoded, [[3, 1, PAD_INDEX], [PAD_INDEX] * 3])
+    assert TagVocabulary.from_state(vocabulary.state_dict()).tags == vocabulary.tags

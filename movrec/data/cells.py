@@ -58,3 +58,14 @@ def words(frame: pd.DataFrame, column: str, report: CleaningReport | None) -> li
     if column == "keywords":
         return [tokenize(" ".join(parse_names(c, report, column))) for c in frame[column]]
     return [tokenize(c) if isinstance(c, str) and c != "Unknown" else [] for c in frame[column]]
+
+
+def tags(frame: pd.DataFrame, report: CleaningReport | None) -> list[list[str]]:
+    """Each movie's people, production companies and keywords as named tags ("cast:...",
+    "company:...", "keyword:..."): sets too wide for one-hot columns, embedded as a bag."""
+    out = people(frame, report)
+    for column, prefix in (("production_companies", "company"), ("keywords", "keyword")):
+        if column in frame.columns:
+            for row, cell in enumerate(frame[column]):
+                out[row] += [f"{prefix}:{n}" for n in parse_names(cell, report, column)]
+    return out

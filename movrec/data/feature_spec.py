@@ -37,6 +37,11 @@ class FeatureSpec:
     # TMDb's own rating as an input: only where the target is something else (MovieLens
     # ratings). Movies without votes get it as missing, with the `unrated` flag.
     vote_average: bool = False
+    # Director, cast, companies and keywords as a bag of learned tag embeddings (the network's
+    # `tags` input; trees ignore it): the `tags` most frequent of those on >= 2 training
+    # movies, at most `tag_length` per movie. 0 = none.
+    tags: int = 0
+    tag_length: int = 40
 
     def __post_init__(self) -> None:
         if self.text_pooling not in POOLINGS:
@@ -46,6 +51,11 @@ class FeatureSpec:
         if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
             raise UserError(
                 f"data.features.pca_variance must be in (0, 1], got {self.pca_variance}"
+            )
+        if self.tags < 0 or self.tag_length < 1:
+            raise UserError(
+                "data.features.tags must be >= 0 and data.features.tag_length >= 1, got "
+                f"{self.tags} and {self.tag_length}"
             )
         if TARGET in self.exclude:
             raise UserError("vote_average is the target and never a feature")

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from movrec.data.cells import tags as tag_lists
 from movrec.data.feature_spec import FeatureSpec
 from movrec.data.features import FeaturePipeline
 from movrec.data.glove import WordVectors
 from movrec.data.tmdb import TARGET, CleaningReport
-from movrec.data.vocab import IdVocabulary, TokenVocabulary
+from movrec.data.vocab import IdVocabulary, TagVocabulary, TokenVocabulary
 from movrec.errors import UserError
 
 # "tokens": word indices; "length": the paper's appendix code for its deep model, which feeds
@@ -37,6 +38,8 @@ class Preprocessing:
         length_vocabulary: int = 0,
         users: IdVocabulary | None = None,
         target_range: tuple[float, float] | None = None,
+        tags: TagVocabulary | None = None,
+        tag_length: int = 0,
     ):
         if title_encoding not in TITLE_ENCODINGS:
             raise UserError(
@@ -55,6 +58,7 @@ class Preprocessing:
         # The lowest and highest training target: predictions are clipped to it (None in
         # checkpoints written before it was kept).
         self.target_range = target_range
+        self.tags, self.tag_length = tags, tag_length  # None: no tag input
 
     @classmethod
     def fit(
@@ -102,6 +106,10 @@ class Preprocessing:
             length_vocabulary=num_words,
             users=IdVocabulary.fit(users) if users is not None else None,
             target_range=target_range or (float(values.min()), float(values.max())),
+            tags=TagVocabulary.fit(tag_lists(train, None), features.tags)
+            if features is not None and features.tags
+            else None,
+            tag_length=features.tag_length if features is not None else 0,
         )
 
     def transform(
@@ -119,6 +127,9 @@ class Preprocessing:
         }
         if self.features is not None:
             tensors["features"] = torch.from_numpy(self.features.transform(frame, report))
+        if self.tags is not None:
+            lists = tag_lists(frame, report if self.features is None else None)  # counted once
+            tensors["tags"] = torch.from_numpy(self.tags.encode(lists, self.tag_length))
         if TARGET in frame.columns:
             tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))
         return tensors
@@ -142,6 +153,7 @@ class Preprocessing:
             "n_numeric": self.features.n_numeric if self.features is not None else 0,
             "n_user_ids": len(self.users) if self.users is not None else 0,
             "rating_range": list(self.target_range) if self.target_range else None,
+            "n_tags": len(self.tags) if self.tags is not None else 0,
         }
 
     def state_dict(self) -> dict:
@@ -156,6 +168,8 @@ class Preprocessing:
             "length_vocabulary": self.length_vocabulary,
             "users": self.users.state_dict() if self.users is not None else None,
             "target_range": list(self.target_range) if self.target_range else None,
+            "tags": self.tags.state_dict() if self.tags is not None else None,
+            "tag_length": self.tag_length,
         }
 
     @classmethod
@@ -171,4 +185,6 @@ class Preprocessing:
             length_vocabulary=int(state["length_vocabulary"]),
             users=IdVocabulary.from_state(state["users"]) if state.get("users") else None,
             target_range=tuple(state["target_range"]) if state.get("target_range") else None,
+            tags=TagVocabulary.from_state(state["tags"]) if state.get("tags") else None,
+            tag_length=int(state.get("tag_length", 0)),
         )

@@ -59,6 +59,41 @@ class TokenVocabulary:
         return cls(state["words"])
 
 
+class TagVocabulary:
+    """Tags (director, cast, company, keyword names) of at least ``min_count`` training movies,
+    the ``size`` most frequent; index 0 pads. An unseen tag is left out: it says nothing."""
+
+    def __init__(self, tags: Sequence[str]):
+        self.tags = list(tags)
+        self.index = {t: i + 1 for i, t in enumerate(self.tags)}
+
+    @classmethod
+    def fit(cls, lists: Iterable[Sequence[str]], size: int, min_count: int = 2) -> TagVocabulary:
+        counts = Counter(t for tags in lists for t in set(tags))
+        ranked = sorted(
+            ((t, c) for t, c in counts.items() if c >= min_count), key=lambda tc: (-tc[1], tc[0])
+        )
+        return cls([t for t, _ in ranked[:size]])
+
+    def __len__(self) -> int:
+        return len(self.tags) + 1
+
+    def encode(self, lists: Sequence[Sequence[str]], length: int) -> np.ndarray:
+        """Known tag indices in list order, post-padded with 0, at most ``length`` per row."""
+        out = np.full((len(lists), length), PAD_INDEX, dtype=np.int64)
+        for row, tags in enumerate(lists):
+            ids = [self.index[t] for t in tags if t in self.index][:length]
+            out[row, : len(ids)] = ids
+        return out
+
+    def state_dict(self) -> dict:
+        return {"tags": list(self.tags)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> TagVocabulary:
+        return cls(state["tags"])
+
+
 class IdVocabulary:
     """Maps raw movie ids seen in training to 1..n; every other id maps to index 0."""
 

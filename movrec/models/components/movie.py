@@ -23,6 +23,8 @@ class MovieEncoder(nn.Module):
         title: dict[str, Any],
         n_features: int = 0,
         features: dict[str, Any] | None = None,
+        n_tags: int = 0,
+        tag_dim: int = 16,
     ) -> None:
         super().__init__()
         self.ids = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
@@ -30,6 +32,17 @@ class MovieEncoder(nn.Module):
         self.n_features = n_features
         self.features = FeatureTower(n_features, **(features or {})) if n_features else None
         width = self.features.width if self.features is not None else 0
+        # The mean of a movie's known tags' embeddings (padding, index 0, left out).
+        self.tags = (
+            nn.EmbeddingBag(n_tags, tag_dim, mode="mean", padding_idx=0)
+            if n_tags and tag_dim
+            else None
+        )
+        if self.tags is not None:
+            nn.init.normal_(self.tags.weight, std=0.01)
+            with torch.no_grad():
+                self.tags.weight[0].zero_()
+            width += tag_dim
         self.width = id_dim + self.title.width + width
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -38,4 +51,6 @@ class MovieEncoder(nn.Module):
             parts.insert(0, self.ids(batch["movie_id"]))
         if self.features is not None:
             parts.append(self.features(batch["features"]))
+        if self.tags is not None:
+            parts.append(self.tags(batch["tags"]))
         return torch.cat(parts, dim=1)

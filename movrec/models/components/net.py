@@ -18,7 +18,7 @@ class RatingNet(nn.Module):
     """The paper's network (id and title embeddings, flattened, then an MLP), plus metadata
     features and, with user ratings (``n_user_ids > 0``), a :class:`UserTower`.
 
-    The first six arguments are sizes from the fitted data; the rest are the ``model.net``
+    The first seven arguments are sizes from the fitted data; the rest are the ``model.net``
     config. The output is in target-standard-deviation units; the LightningModule rescales it.
     """
 
@@ -30,6 +30,7 @@ class RatingNet(nn.Module):
         n_features: int = 0,
         n_user_ids: int = 0,
         n_numeric: int = 0,
+        n_tags: int = 0,
         id_dim: int = 50,
         title_dim: int = 50,
         title_init: str = "random",
@@ -41,6 +42,7 @@ class RatingNet(nn.Module):
         numeric_embedding: str = "none",
         numeric_embedding_dim: int = 16,
         heads: int = 1,
+        tag_dim: int = 16,
     ):
         super().__init__()
         title = {
@@ -50,7 +52,7 @@ class RatingNet(nn.Module):
         features = {
             "n_numeric": n_numeric, "embedding": numeric_embedding, "dim": numeric_embedding_dim,
         }  # fmt: skip
-        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features)
+        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features, n_tags, tag_dim)
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
         width = self.movie.width + (self.users.width if self.users else 0)
         if heads < 1:
@@ -71,13 +73,15 @@ class RatingNet(nn.Module):
         if self.users is None:
             return self.head(movie).squeeze(-1)
         users = batch["user_id"]
-        user = self.users.embedding(users)
+        return self.rate(self.users.embedding(users), self.users.bias(users).squeeze(-1), movie)
+
+    def rate(self, user: torch.Tensor, bias: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Scores of aligned rows of user vectors, user biases and movie encodings: how the
+        whole catalogue is scored from one encoding per movie, and how a new user's fitted
+        vector and bias (the fold-in) are scored."""
         out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
-        shared = self.users.bias(users).squeeze(-1)  # user bias, then the dot product
-        if out.dim() == 1:
-            return out + shared + (user * self.users.movie_projection(movie)).sum(1)
-        dot = (user * self.users.movie_projection(movie)).sum(1)
-        return out + shared.unsqueeze(-1) + dot.unsqueeze(-1)
+        shared = bias + (user * self.users.movie_projection(movie)).sum(1)  # bias + dot product
+        return out + (shared.unsqueeze(-1) if out.dim() == 2 else shared)
 
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The vector a movie is compared by: its projection into the users' space when the
