@@ -54,8 +54,11 @@ def bias_baseline(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, fl
 
 def format_table(metrics: dict) -> str:
     columns = {"model": metrics["test"], "mean predictor": metrics["mean_baseline"]}
+    top_n = metrics.get("top_n_baselines") or {}
     if metrics.get("bias_baseline"):
-        columns["user+movie bias"] = metrics["bias_baseline"]
+        columns["user+movie bias"] = {**metrics["bias_baseline"], **top_n.get("bias", {})}
+    if top_n:
+        columns["popularity"] = top_n["popularity"]
     names = [*METRIC_NAMES, *sorted(k for k in metrics["test"] if "@" in k)]
     lines = ["".join([f"{'':<12}", *(f"{c:>17}" for c in columns)])]
     for name in names:
@@ -91,7 +94,8 @@ def run_metrics(
     metrics = {
         **hydra_context(),
         "seed": cfg.get("seed"),
-        "kind": "network",  # or "trees": the report pairs networks with trees per split
+        "kind": "network",  # "trees", "peer": the report pairs networks with the others
+        "chosen": None,  # trees and peers: the setting validation chose
         "test": test,
         "mean_baseline": mean_baseline(datamodule),
         "bias_baseline": bias_baseline(cfg, datamodule),
@@ -106,6 +110,8 @@ def run_metrics(
         "glove": None,
         "checkpoint": None,
         "refit_epochs": None,  # refit=true: epochs trained on train + validation for the test
+        # With users: the full-catalogue metrics of the popularity and movie-bias rankings.
+        "top_n_baselines": None,
     }
     unknown = set(fields) - set(metrics)
     if unknown:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
+from movrec import topn
 from movrec.callbacks import FitSummary, read_fit_summary
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.estimators import fit_estimator
 from movrec.models.regressor import parameter_counts
+from movrec.peers import fit_peer, is_peer
 from movrec.predict import Checkpoint
 from movrec.results import (
     hydra_context,
@@ -77,8 +80,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
         log.info("seed %d", cfg.seed)
     datamodule = build_datamodule(cfg)
-    if not issubclass(get_class(cfg.model._target_), L.LightningModule):
-        metrics = fit_estimator(cfg, datamodule)
+    model_class = get_class(cfg.model._target_)
+    if not issubclass(model_class, L.LightningModule):
+        metrics = (fit_peer if is_peer(model_class) else fit_estimator)(cfg, datamodule)
         write_metrics(cfg, metrics)
         return metrics
     model, glove = build_model(cfg, datamodule)
@@ -94,7 +98,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=False)
     fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
     if cfg.get("refit") and fitted["best_epoch"]:
-        test, best, refit = refit_on_train_and_val(cfg, datamodule, fitted["best_epoch"], loggers)
+        test, best, refit, model = refit_on_train_and_val(
+            cfg, datamodule, fitted["best_epoch"], loggers
+        )
         fitted["train_seconds"] += refit["train_seconds"]
     else:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -102,6 +108,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
         )
         test, refit = logged_test_metrics(results), {}
+    top_n = top_n_report(model, datamodule)
+    test.update(top_n.pop("model", {}))
     metrics = run_metrics(
         cfg,
         datamodule,
@@ -111,6 +119,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         glove=glove,
         checkpoint=best or None,
         refit_epochs=refit.get("epochs_run"),
+        top_n_baselines=top_n or None,
     )
     log_hparams(cfg, trainer.loggers, metrics)
     write_metrics(cfg, metrics)
@@ -119,11 +128,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
 
 def refit_on_train_and_val(
     cfg: DictConfig, datamodule: FittedDataModule, epochs: int, loggers: list
-) -> tuple[dict[str, float], str, dict[str, Any]]:
+) -> tuple[dict[str, float], str, dict[str, Any], L.LightningModule]:
     """The tree models' protocol for a network (``refit=true``): validation chose the number
     of epochs; a fresh model with the same seed trains that long on train + validation (the
     preprocessing stays fitted on train alone) and is the one tested. Returns its test
-    metrics, checkpoint and fit summary."""
+    metrics, checkpoint, fit summary and the refitted model."""
     log.info("refit: %d epochs on train + validation", epochs)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -141,7 +150,21 @@ def refit_on_train_and_val(
     trainer.fit(model, datamodule=datamodule)
     refitted = read_fit_summary(trainer)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
-    return logged_test_metrics(results), checkpoint.best_model_path, refitted
+    return logged_test_metrics(results), checkpoint.best_model_path, refitted, model
+
+
+def top_n_report(
+    model: L.LightningModule, datamodule: FittedDataModule
+) -> dict[str, dict[str, float]]:
+    """Full-catalogue Recall / NDCG @ k of the tested model and of the popularity and
+    movie-bias rankings (:mod:`movrec.topn`); none without users."""
+    if not datamodule.has_users:
+        return {}
+    k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
+    start = time.perf_counter()
+    report = topn.evaluate(model, datamodule, k, threshold)
+    log.info("full-catalogue top-%d (%.1f s): %s", k, time.perf_counter() - start, report)
+    return report
 
 
 def data_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -166,10 +189,13 @@ def test_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule = checkpoint.datamodule(**data_overrides(cfg))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
+    test, top_n = logged_test_metrics(results), top_n_report(model, datamodule)
+    test.update(top_n.pop("model", {}))
     metrics = run_metrics(
         cfg,
         datamodule,
-        logged_test_metrics(results),
+        test,
+        top_n_baselines=top_n or None,
         best_epoch=checkpoint.epoch,
         parameters=parameter_counts(model),
         checkpoint=str(path),

@@ -22,7 +22,10 @@ NEURAL = ["deep", "finetuned_glove", "glove"]
 
 
 def test_every_group_has_its_options():
-    assert GROUPS["model"] == ["catboost", "deep", "finetuned_glove", "gbdt", "glove", "lightgbm"]
+    assert GROUPS["model"] == [
+        "catboost", "deep", "finetuned_glove", "gbdt", "glove", "knn_baseline", "lightgbm",
+        "svd", "svdpp",
+    ]  # fmt: skip
     assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper", "recommend"]
     assert GROUPS["data"] == ["movielens_synthetic", "movielens_tmdb", "synthetic", "tmdb"]
     assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_sim", "default", "gpu"]

@@ -54,6 +54,16 @@ def test_personalised_model_beats_the_bias_baseline(trained):
     assert test["ndcg@10"] > bias["ndcg@10"]
 
 
+def test_full_catalogue_metrics_sit_beside_the_popularity_and_bias_rankings(trained):
+    metrics = trained[0]
+    rankings = {"model": metrics["test"], **metrics["top_n_baselines"]}
+    assert set(rankings) == {"model", "popularity", "bias"}
+    for ranking in rankings.values():
+        assert 0 <= ranking["full_recall@10"] <= 1 and 0 <= ranking["full_ndcg@10"] <= 1
+    # The planted tastes are genres: the model's top 10 among every unseen movie find them.
+    assert metrics["test"]["full_ndcg@10"] > metrics["top_n_baselines"]["bias"]["full_ndcg@10"]
+
+
 @pytest.mark.parametrize("variant", ["deep", "glove"])
 def test_every_title_variant_trains_with_users(tmp_path, variant):
     metrics = fit_and_test(

@@ -107,7 +107,7 @@ class FittedDataModule(L.LightningDataModule):
         training split stays as it is."""
         train, val = self.tensors["train"], self.tensors["val"]
         self.tensors["train"] = {k: torch.cat([train[k], val[k]]) for k in train}
-        self.frames["train"] = pd.concat([self.frames["train"], self.frames["val"]])
+        # The frames stay the split: baselines already fit on train + validation.
 
     def unknown_rates(self) -> dict[str, float]:
         """Share of each id input replaced by the unknown index in training batches."""

@@ -1,0 +1,150 @@
+"""Full-catalogue top-N evaluation: each test user's ``k`` best-scored movies among every
+catalogue movie they had not rated before the test, against the movies they liked in test.
+
+This is the standard top-N protocol; the per-user metrics of the test step only re-rank a
+user's own rated test movies, an easier task. Users are scored a chunk at a time, so memory is
+O(chunk x movies) for the scores and O(users x k) for the result, whatever the number of users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+CHUNK_ROWS = 1 << 18  # user-movie pairs scored at once
+
+# Scores of a chunk of users (positions 0..n_users-1 of the task) for every catalogue movie.
+ScoreUsers = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TopNTask:
+    """Who is ranked and against what, as positions: ``seen`` (user, movie row) pairs are left
+    out of each user's candidates, ``liked`` pairs are the relevant ones."""
+
+    users: np.ndarray  # raw user ids, one per position
+    n_movies: int
+    seen: tuple[torch.Tensor, torch.Tensor]
+    liked: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def build(
+        cls,
+        seen: pd.DataFrame,
+        test: pd.DataFrame,
+        movie_ids: pd.Index,
+        threshold: float,
+    ) -> TopNTask:
+        """``seen`` and ``test``: ``user_id, movie_id, rating`` rows; ``movie_ids``: the
+        catalogue's TMDb ids in row order. The users are those of ``test`` with a liked movie
+        (a rating >= ``threshold``): the others have nothing to find."""
+        liked = test[test["rating"] >= threshold]
+        users = np.sort(liked["user_id"].unique())
+        position = pd.Index(users)
+
+        def pairs(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+            frame = frame[frame["user_id"].isin(position)]
+            user = position.get_indexer(frame["user_id"])
+            movie = movie_ids.get_indexer(frame["movie_id"])
+            order = np.argsort(user, kind="stable")
+            return torch.from_numpy(user[order]), torch.from_numpy(movie[order].astype(np.int64))
+
+        return cls(users, len(movie_ids), pairs(seen), pairs(liked))
+
+
+def _rows_of(pairs: tuple[torch.Tensor, torch.Tensor], start: int, stop: int) -> slice:
+    bounds = torch.searchsorted(pairs[0], torch.tensor([start, stop]))
+    return slice(int(bounds[0]), int(bounds[1]))
+
+
+def top_n_metrics(task: TopNTask, score: ScoreUsers, k: int = 10, chunk: int = 0) -> dict:
+    """Recall@k and NDCG@k (binary gains) averaged over the task's users, ``chunk`` users at
+    a time (default: about CHUNK_ROWS user-movie scores)."""
+    chunk = chunk or max(1, CHUNK_ROWS // max(task.n_movies, 1))
+    discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float64) + 2)
+    ideal = discount.cumsum(0)
+    recall = ndcg = 0.0
+    for start in range(0, len(task.users), chunk):
+        stop = min(start + chunk, len(task.users))
+        scores = score(torch.arange(start, stop)).to(torch.float64).clone()
+        seen = _rows_of(task.seen, start, stop)
+        scores[task.seen[0][seen] - start, task.seen[1][seen]] = float("-inf")
+        liked = _rows_of(task.liked, start, stop)
+        relevant = torch.zeros_like(scores, dtype=torch.bool)
+        relevant[task.liked[0][liked] - start, task.liked[1][liked]] = True
+        top = scores.topk(min(k, task.n_movies), dim=1).indices
+        hits = relevant.gather(1, top).to(torch.float64)
+        n_relevant = relevant.sum(1)
+        recall += float((hits.sum(1) / n_relevant).sum())
+        gains = (hits * discount[: hits.shape[1]]).sum(1)
+        ndcg += float((gains / ideal[n_relevant.clamp(max=k) - 1]).sum())
+    n = max(len(task.users), 1)
+    return {f"full_recall@{k}": recall / n, f"full_ndcg@{k}": ndcg / n}
+
+
+def popularity_scores(seen: pd.DataFrame, movie_ids: pd.Index) -> torch.Tensor:
+    """Each catalogue movie's number of ratings before the test: the popularity ranking."""
+    counts = seen["movie_id"].value_counts().reindex(movie_ids, fill_value=0)
+    return torch.tensor(counts.to_numpy(dtype=np.float64))
+
+
+def same_for_everyone(scores: torch.Tensor) -> ScoreUsers:
+    """One ranking for every user (popularity, movie bias)."""
+    return lambda users: scores.expand(len(users), -1)
+
+
+@torch.no_grad()
+def model_scores(
+    model: torch.nn.Module,
+    movies: dict[str, torch.Tensor],
+    user_vectors: torch.Tensor,
+    user_bias: torch.Tensor,
+) -> ScoreUsers:
+    """A rating model's scores (unclipped, as rankings use them) for users given as vectors
+    and biases, one row per task position: every movie is encoded once, then each chunk of
+    users is paired with every movie."""
+    model.eval()
+    device = model.target_mean.device
+    movie = model.net.movie({k: v.to(device) for k, v in movies.items()})
+    n = len(movie)
+
+    @torch.no_grad()
+    def score(users: torch.Tensor) -> torch.Tensor:
+        user, bias = user_vectors[users].to(device), user_bias[users].to(device)
+        raw = model.net.rate(
+            user.repeat_interleave(n, 0), bias.repeat_interleave(n), movie.repeat(len(users), 1)
+        )
+        raw = raw.mean(-1) if raw.dim() == 2 else raw  # several heads: their mean
+        return (model.target_mean + model.target_std * raw).view(len(users), n).cpu()
+
+    return score
+
+
+def evaluate(
+    model: torch.nn.Module, datamodule: object, k: int, threshold: float
+) -> dict[str, dict[str, float]]:
+    """Full-catalogue metrics of a trained rating model and of the popularity and movie-bias
+    rankings, on a ratings datamodule's split: candidates are every catalogue movie the user
+    did not rate in train or validation."""
+    from movrec.baselines import fit_biases
+
+    seen, test = datamodule.user_ratings()
+    movies, tensors = datamodule.catalogue()
+    movie_ids = pd.Index(movies["movie_id"])
+    task = TopNTask.build(seen, test, movie_ids, threshold)
+    index = torch.from_numpy(datamodule.preprocessing.users.encode(task.users))
+    users = model.net.users
+    scores = model_scores(
+        model, tensors, users.embedding.weight[index], users.bias.weight[index].squeeze(-1)
+    )
+    mean, _, movie_bias = fit_biases(seen)
+    bias = torch.tensor(mean + movie_bias.reindex(movie_ids, fill_value=0.0).to_numpy())
+    return {
+        "model": top_n_metrics(task, scores, k),
+        "popularity": top_n_metrics(task, same_for_everyone(popularity_scores(seen, movie_ids)), k),
+        "bias": top_n_metrics(task, same_for_everyone(bias), k),
+    }

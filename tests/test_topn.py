@@ -1,0 +1,64 @@
+"""Full-catalogue top-N evaluation (movrec.topn) against a per-user reference computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from movrec.topn import TopNTask, popularity_scores, same_for_everyone, top_n_metrics
+
+
+def _ratings(rng: np.random.Generator, n: int, users: int, movies: int) -> pd.DataFrame:
+    pairs = rng.choice(users * movies, size=n, replace=False)
+    return pd.DataFrame(
+        {
+            "user_id": 100 + pairs // movies,
+            "movie_id": 1000 + pairs % movies,
+            "rating": rng.integers(1, 11, n) / 2,
+        }
+    )
+
+
+def _reference(scores: np.ndarray, seen, test, users, movie_ids, k: int):
+    recall, ndcg = [], []
+    for position, user in enumerate(users):
+        rated = set(seen.loc[seen["user_id"] == user, "movie_id"])
+        liked = set(test.loc[(test["user_id"] == user) & (test["rating"] >= 4), "movie_id"])
+        candidates = [
+            (s, m) for s, m in zip(scores[position], movie_ids, strict=True) if m not in rated
+        ]
+        top = [m for _, m in sorted(candidates, key=lambda sm: -sm[0])[:k]]
+        hits = np.array([m in liked for m in top], dtype=float)
+        recall.append(hits.sum() / len(liked))
+        discount = 1 / np.log2(np.arange(2, k + 2))
+        ndcg.append((hits * discount[: len(hits)]).sum() / discount[: min(k, len(liked))].sum())
+    return np.mean(recall), np.mean(ndcg)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_full_catalogue_metrics_equal_a_per_user_reference(chunk):
+    rng = np.random.default_rng(0)
+    ratings = _ratings(rng, 3000, 60, 200)
+    seen, test = ratings.iloc[:2000], ratings.iloc[2000:]
+    movie_ids = pd.Index(np.arange(1000, 1200))
+    task = TopNTask.build(seen, test, movie_ids, threshold=4.0)
+    liked_users = np.sort(test.loc[test["rating"] >= 4, "user_id"].unique())
+    np.testing.assert_array_equal(task.users, liked_users)  # users with nothing to find: none
+    scores = rng.normal(size=(len(task.users), len(movie_ids)))
+    got = top_n_metrics(task, lambda users: torch.from_numpy(scores[users.numpy()]), 10, chunk)
+    expected = _reference(scores, seen, test, task.users, movie_ids, 10)
+    np.testing.assert_allclose((got["full_recall@10"], got["full_ndcg@10"]), expected, rtol=1e-9)
+
+
+def test_a_movie_rated_before_the_test_is_never_recommended():
+    seen = pd.DataFrame({"user_id": [1, 1], "movie_id": [10, 11], "rating": [5.0, 5.0]})
+    test = pd.DataFrame({"user_id": [1], "movie_id": [12], "rating": [4.5]})
+    task = TopNTask.build(seen, test, pd.Index([10, 11, 12, 13]), threshold=4.0)
+    popular = popularity_scores(seen, pd.Index([10, 11, 12, 13]))
+    assert popular.tolist() == [1.0, 1.0, 0.0, 0.0]
+    # The two most popular movies are the user's own: the next best is the liked one.
+    scores = popular + torch.tensor([0.0, 0.0, 0.5, 0.0])
+    got = top_n_metrics(task, same_for_everyone(scores), k=1)
+    assert got == {"full_recall@1": 1.0, "full_ndcg@1": 1.0}
