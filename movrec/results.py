@@ -112,6 +112,7 @@ def run_metrics(
         "refit_epochs": None,  # refit=true: epochs trained on train + validation for the test
         # With users: the full-catalogue metrics of the popularity and movie-bias rankings.
         "top_n_baselines": None,
+        "fold_in": None,  # data.split=cold_users: new users folded in (movrec.fold_in)
     }
     unknown = set(fields) - set(metrics)
     if unknown:

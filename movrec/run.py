@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
-from movrec import topn
+from movrec import fold_in, topn
 from movrec.callbacks import FitSummary, read_fit_summary
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
@@ -114,6 +114,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         cfg,
         datamodule,
         test,
+        fold_in=new_users_report(model, datamodule, cfg),
         **fitted,
         parameters=parameter_counts(model),
         glove=glove,
@@ -164,6 +165,22 @@ def top_n_report(
     start = time.perf_counter()
     report = topn.evaluate(model, datamodule, k, threshold)
     log.info("full-catalogue top-%d (%.1f s): %s", k, time.perf_counter() - start, report)
+    return report
+
+
+def new_users_report(
+    model: L.LightningModule, datamodule: FittedDataModule, cfg: DictConfig
+) -> dict[str, Any] | None:
+    """On ``data.split=cold_users``: the fold-in from each configured history length."""
+    if not datamodule.has_users or datamodule.hparams.split != "cold_users":
+        return None
+    k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
+    report = {}
+    for n in cfg.fold_in.history:
+        report[str(n)] = fold_in.evaluate(
+            model, datamodule, n, k, threshold, cfg.fold_in.l2, cfg.fold_in.popularity_weight
+        )
+        log.info("fold-in from %d ratings: %s", n, report[str(n)])
     return report
 
 

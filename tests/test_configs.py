@@ -26,7 +26,7 @@ def test_every_group_has_its_options():
         "catboost", "deep", "finetuned_glove", "gbdt", "glove", "knn_baseline", "lightgbm",
         "svd", "svdpp",
     ]  # fmt: skip
-    assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper", "recommend"]
+    assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper", "prerelease", "recommend"]
     assert GROUPS["data"] == ["movielens_synthetic", "movielens_tmdb", "synthetic", "tmdb"]
     assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_sim", "default", "gpu"]
 

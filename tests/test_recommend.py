@@ -9,15 +9,18 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from conftest import make_cfg, same_fit
 from movrec.cli import latest_checkpoint, main
 from movrec.data.movielens import make_movielens
 from movrec.data.preprocessing import Preprocessing
+from movrec.fold_in import L2_GRID, fold_in
 from movrec.predict import Checkpoint
 from movrec.recommender import Recommender, UnknownTitle
 from movrec.run import execute, fit_and_test
+from movrec.topn import model_scores
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
 SMALL = ("trainer.max_epochs=2", "data.movies.n_movies=300", "data.ratings.n_users=100")
@@ -205,3 +208,57 @@ def test_same_seed_same_personalised_metrics(tmp_path):
         for name in ("a", "b")
     ]
     assert runs[0]["test"] == runs[1]["test"]
+
+
+def test_history_is_each_users_first_ratings_and_users_without_more_are_left_out():
+    from movrec.fold_in import history_and_rest
+
+    ratings = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 1],
+            "movie_id": [10, 11, 12, 10, 11, 13],
+            "timestamp": [5, 1, 3, 1, 2, 3],
+            "rating": [4.0, 3.0, 2.0, 5.0, 1.0, 4.5],
+        }
+    )
+    history, rest = history_and_rest(ratings, 2)
+    assert history["movie_id"].tolist() == [11, 12]  # by time, then movie id
+    assert rest["movie_id"].tolist() == [13, 10]
+    assert 2 not in set(history["user_id"]) | set(rest["user_id"])  # nothing left to score
+
+
+@pytest.fixture(scope="module")
+def cold_users(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cold_users")
+    cfg = make_cfg(out, *RECOMMEND, "data.split=cold_users", "fold_in.history=[5]")
+    return fit_and_test(cfg), cfg
+
+
+def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
+    metrics, _ = cold_users
+    report = metrics["fold_in"]["5"]
+    assert set(report) == {"fold_in", "unknown_user", "bias", "popularity", "users", "chosen"}
+    for name in ("fold_in", "unknown_user", "bias"):
+        assert report[name]["rmse"] > 0 and 0 <= report[name]["full_ndcg@10"] <= 1
+    assert report["chosen"]["l2"] in L2_GRID
+    # Planted tastes are user x genre: five ratings tell the model something about the user.
+    assert report["fold_in"]["rmse"] < report["unknown_user"]["rmse"]
+
+
+def test_fold_in_moves_a_user_towards_their_ratings_and_l2_holds_them_back(cold_users):
+    metrics, _ = cold_users
+    recommender = Recommender.from_checkpoint(metrics["checkpoint"])
+    model, tensors = recommender.model, recommender.tensors
+    rows = torch.tensor([0, 1, 2])
+    users = torch.zeros(3, dtype=torch.long)
+    high = torch.full((3,), 5.0)
+    unknown = model.net.users.embedding.weight[0]
+    free = fold_in(model, tensors, users, rows, high, 1, l2=0.0)
+    held = fold_in(model, tensors, users, rows, high, 1, l2=1e6)
+    assert torch.allclose(held[0][0], unknown, atol=1e-3)
+    scores = [
+        model_scores(model, tensors, vectors, bias)(torch.tensor([0]))[0, rows].mean()
+        for vectors, bias in (free, held)
+    ]
+    assert scores[0] > scores[1]
+    assert not any(p.grad is not None for p in model.parameters())  # the model stays fixed

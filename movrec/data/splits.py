@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold, train_test_split
 from movrec.errors import UserError
 
 SPLITS = ("train", "val", "test")
-RATING_SPLITS = ("random", "cold_items", "temporal")
+RATING_SPLITS = ("random", "cold_items", "cold_users", "temporal")
 MIN_SPLIT_ROWS = 2  # R², a validation loss and a fit all need at least two rows
 
 
@@ -83,14 +83,17 @@ def split_ratings(
     what: str = "ratings",
 ) -> dict[str, pd.DataFrame]:
     """``random``: ratings at random; ``cold_items``: whole movies, so validation and test
-    movies are never seen in training; ``temporal``: each user's latest ratings are test, the
-    ones just before them validation. ``what`` names the ratings in errors."""
+    movies are never seen in training; ``cold_users``: whole users, likewise; ``temporal``:
+    each user's latest ratings are test, the ones just before them validation. ``what`` names
+    the ratings in errors."""
     if by == "random":
         return split_frame(ratings, test_fraction, val_fraction, seed, what=what)
-    if by == "cold_items":
-        movies = pd.DataFrame({"movie_id": np.sort(ratings["movie_id"].unique())})
-        parts = split_frame(movies, test_fraction, val_fraction, seed, what=f"{what}: movies")
-        return {name: ratings[ratings["movie_id"].isin(p["movie_id"])] for name, p in parts.items()}
+    if by in ("cold_items", "cold_users"):
+        column = "movie_id" if by == "cold_items" else "user_id"
+        groups = pd.DataFrame({column: np.sort(ratings[column].unique())})
+        what = f"{what}: {column.removesuffix('_id')}s"
+        parts = split_frame(groups, test_fraction, val_fraction, seed, what=what)
+        return {name: ratings[ratings[column].isin(p[column])] for name, p in parts.items()}
     if by == "temporal":
         ordered = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
         users = ordered.groupby("user_id", sort=False)
