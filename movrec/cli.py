@@ -5,6 +5,7 @@
     movrec similar --title "The Dark Knight" -k 10
     movrec user --id 42 -k 10
     movrec new-user --likes "Toy Story" "Up" --genres Animation -k 10
+    movrec new-user --rated "Alien=5" "Titanic=2"
     movrec predict --csv new_movies.csv
     movrec report logs/multiruns/<time>
 
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new-user", parents=[data], help="for someone not in the data")
     new.add_argument("--likes", nargs="+", default=[], metavar="TITLE")
     new.add_argument("--genres", nargs="+", default=[], metavar="GENRE")
+    new.add_argument(
+        "--rated", nargs="+", default=[], metavar="TITLE=RATING",
+        help="movies the user rated, e.g. 'Alien=5' 'Titanic=2' (a like counts as 5)",
+    )  # fmt: skip
     predict = commands.add_parser("predict", parents=[common], help="ratings of raw TMDb rows")
     predict.add_argument("--csv", required=True, help="TMDb-schema CSV (plain, .gz or .zip)")
     report = commands.add_parser(
@@ -112,7 +117,7 @@ def execute(args: argparse.Namespace) -> pd.DataFrame:
         return recommender.similar(args.title, args.k)
     if args.command == "user":
         return recommender.user(args.id, args.k)
-    return recommender.new_user(args.likes, args.genres, args.k)
+    return recommender.new_user(args.likes, args.genres, args.k, rated=args.rated)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,6 @@ data settings saved in the checkpoint with its fitted preprocessing (nothing is 
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,11 +17,17 @@ import torch.nn.functional as F
 from movrec.data import FittedDataModule
 from movrec.data.labels import movie_labels
 from movrec.errors import UserError
+from movrec.fold_in import fold_in
 from movrec.models.regressor import RatingRegressor
 from movrec.predict import Checkpoint
+from movrec.topn import model_scores, popularity_scores
 
 # New users: their liked movies are fitted as ratings of this value (MovieLens' top).
 LIKED_RATING = 5.0
+# The fold-in settings validation chose on ml-latest-small's new users from 10 ratings
+# (README "New users"; from 5 it chose l2 = 100).
+DEFAULT_L2 = 10.0
+DEFAULT_POPULARITY_WEIGHT = 1.0
 
 
 class UnknownTitle(UserError, LookupError):
@@ -148,42 +153,56 @@ class Recommender:
         return torch.tensor(self.labels["movie_id"].isin(movie_ids).to_numpy())
 
     def new_user(
-        self, likes: Sequence[str] = (), genres: Sequence[str] = (), k: int = 10, steps: int = 100
+        self,
+        likes: Sequence[str] = (),
+        genres: Sequence[str] = (),
+        k: int = 10,
+        rated: Sequence[str] = (),
+        l2: float = DEFAULT_L2,
+        popularity_weight: float = DEFAULT_POPULARITY_WEIGHT,
     ) -> pd.DataFrame:
         """Recommendations for someone the model has never seen.
 
-        Liked titles are folded in: starting from the learned unknown user, only that user's
-        embedding and bias are fitted so that the liked movies get ``LIKED_RATING`` (the rest
-        of the model is fixed). Genres restrict the candidates to movies of those genres.
+        Their ratings (``rated``: "Title=4.5"; each liked title counts as ``LIKED_RATING``)
+        are folded in as :func:`movrec.fold_in.fold_in` does on the cold_users split: only a
+        user vector and bias are fitted, pulled towards the learned unknown user. Movies are
+        ranked by predicted rating plus ``popularity_weight`` x log(1 + training ratings), as
+        that evaluation ranks them. Genres restrict the candidates to movies of those genres.
         """
         self._need_users()
-        if not likes and not genres:
-            raise UserError("new-user needs --likes and/or --genres")
-        rows = torch.tensor([self.find(t) for t in likes], dtype=torch.long)
-        model = self._fold_in(rows, steps) if len(rows) else self.model
+        if not likes and not genres and not rated:
+            raise UserError("new-user needs --likes, --rated and/or --genres")
+        pairs = [(t, LIKED_RATING) for t in likes] + [_title_and_rating(r) for r in rated]
+        rows = torch.tensor([self.find(t) for t, _ in pairs], dtype=torch.long)
+        ratings = torch.tensor([r for _, r in pairs], dtype=torch.float32)
+        users = torch.zeros(len(rows), dtype=torch.long)
+        if len(rows):
+            vector, bias = fold_in(self.model, self.tensors, users, rows, ratings, 1, l2)
+        else:
+            vector = self.model.net.users.embedding.weight[:1].detach()
+            bias = self.model.net.users.bias.weight[0].detach()
+        predicted = model_scores(self.model, self.tensors, vector, bias)(torch.tensor([0]))[0]
+        seen, _ = self.datamodule.user_ratings()
+        prior = popularity_weight * torch.log1p(
+            popularity_scores(seen, pd.Index(self.labels["movie_id"]))
+        )
         exclude = torch.zeros(len(self.labels), dtype=torch.bool)
         exclude[rows] = True
         if genres:
             exclude |= ~self.genre_mask(genres)
-        with torch.no_grad():
-            return self.ratings_table(model, self._batch(slice(None)), exclude, k)
+        table = self.table(predicted + prior.to(predicted.dtype), exclude, k, "score")
+        return table.assign(predicted_rating=self.model.clip(predicted[self._rows(table)]).numpy())
 
-    def _fold_in(self, rows: torch.Tensor, steps: int, l2: float = 0.1) -> RatingRegressor:
-        model = copy.deepcopy(self.model)
-        model.requires_grad_(False)
-        weights = (model.net.users.embedding.weight, model.net.users.bias.weight)
-        start = [w[0].detach().clone() for w in weights]
-        for w in weights:
-            w.requires_grad_(True)  # only row 0, the unknown user, gets gradients
-        optimizer = torch.optim.Adam(weights, lr=0.05)
-        batch = self._batch(rows)
-        target = torch.full((len(rows),), LIKED_RATING)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = F.mse_loss(model(batch), target)
-            loss = loss + l2 * sum(
-                (w[0] - s).square().sum() for w, s in zip(weights, start, strict=True)
-            )
-            loss.backward()
-            optimizer.step()
-        return model.requires_grad_(False)
+    def _rows(self, table: pd.DataFrame) -> torch.Tensor:
+        rows = pd.Index(self.labels["movie_id"]).get_indexer(table["movie_id"])
+        return torch.from_numpy(rows.astype("int64"))
+
+
+def _title_and_rating(text: str) -> tuple[str, float]:
+    title, sep, value = text.rpartition("=")
+    try:
+        if not sep or not title.strip():
+            raise ValueError
+        return title.strip(), float(value)
+    except ValueError:
+        raise UserError(f"--rated takes TITLE=RATING (e.g. 'Alien=4.5'), got {text!r}") from None

@@ -262,3 +262,13 @@ def test_fold_in_moves_a_user_towards_their_ratings_and_l2_holds_them_back(cold_
     ]
     assert scores[0] > scores[1]
     assert not any(p.grad is not None for p in model.parameters())  # the model stays fixed
+
+
+def test_new_user_ratings_are_folded_in_as_given(recommender, world):
+    movies, _ = world
+    titles = movies["title"].head(3).tolist()
+    loved = recommender.new_user(rated=[f"{t}=5" for t in titles], k=5, popularity_weight=0.0)
+    hated = recommender.new_user(rated=[f"{t}=0.5" for t in titles], k=5, popularity_weight=0.0)
+    assert loved["predicted_rating"].mean() > hated["predicted_rating"].mean()
+    with pytest.raises(ValueError, match="TITLE=RATING"):
+        recommender.new_user(rated=["Alien"])
