@@ -1,6 +1,11 @@
 """Speed benchmark (not a test): seconds per epoch, GloVe build, and a whole `train.py` run.
 
     python -m movrec.bench --data-dir ../shared/data/tmdb5000
+    python -m movrec.bench --experiment recommend --ratings 25M
+
+``--ratings SIZE`` instead times personalised training on synthetic ratings of a MovieLens
+shape (100k, 1M, 25M): data build seconds, peak RSS, one training epoch in ratings per second
+beside the bare PyTorch loop over the same batches in the same process, validation and test.
 
 Per variant it trains ``--epochs`` epochs with no early stopping, checkpointing, progress bar or
 logger (the loop itself, training plus validation) and reports the median epoch wall time. It
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -19,11 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from movrec.console import silence_known_noise
+from movrec.results import logged_test_metrics
 from movrec.run import build_datamodule, build_model, fit_and_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +114,104 @@ def cli_seconds(data: list[str], log_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+# MovieLens shapes: users, ratings drawn per user (repeats dropped), TMDb-schema movies.
+RATINGS_SHAPES = {
+    "100k": (600, 170, 9_000),
+    "1M": (6_000, 170, 4_000),
+    "25M": (160_000, 160, 60_000),
+}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+
+
+class TrainingClock(L.Callback):
+    """Seconds of each epoch's training batches alone (validation excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.seconds.append(time.perf_counter() - self._start)
+
+
+def ratings_benchmark(shape: str, epochs: int, batch_size: int, eval_batch_size: int) -> dict:
+    """One process: build the data, train ``epochs`` epochs with Lightning (validated),
+    test, then the same epochs as a bare PyTorch loop."""
+    users, per_user, movies = RATINGS_SHAPES[shape]
+    cfg = compose_cfg(
+        [
+            "experiment=recommend",
+            "data=movielens_synthetic",
+            f"data.movies.n_movies={movies}",
+            f"data.ratings.n_users={users}",
+            f"data.ratings.ratings_per_user={per_user}",
+            f"data.batch_size={batch_size}",
+            f"data.eval_batch_size={eval_batch_size}",
+            *QUIET,
+            f"trainer.max_epochs={epochs}",
+            "+trainer.num_sanity_val_steps=0",
+            "paths.output_dir=unused",
+        ]
+    )
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    datamodule = build_datamodule(cfg)
+    build = time.perf_counter() - start
+    out = {"shape": shape, "rows": datamodule.summary()["rows"], "data_build_seconds": build}
+    out["peak_rss_gb_after_build"] = peak_rss_gb()
+    train_rows = out["rows"]["train"]
+
+    model, _ = build_model(cfg, datamodule)
+    clock = TrainingClock()
+    trainer = instantiate(cfg.trainer, callbacks=[clock], logger=False)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    out["fit_seconds"] = time.perf_counter() - start  # training and validation
+    start = time.perf_counter()
+    out["test"] = logged_test_metrics(trainer.test(model, datamodule=datamodule, verbose=False))
+    out["test_seconds"] = time.perf_counter() - start
+    out["movrec_epoch_seconds"] = clock.seconds
+    out["movrec_ratings_per_second"] = train_rows / statistics.median(clock.seconds)
+
+    model, _ = build_model(cfg, datamodule)
+    optimizer = model.configure_optimizers()
+    model.train()
+    plain = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in datamodule.train_dataloader():
+            loss = F.mse_loss(model(batch), batch["rating"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        plain.append(time.perf_counter() - start)
+    out["plain_epoch_seconds"] = plain
+    out["plain_ratings_per_second"] = train_rows / statistics.median(plain)
+    out["peak_rss_gb"] = peak_rss_gb()
+    return out
+
+
+def print_ratings(results: dict) -> None:
+    r = results
+    print(f"\nratings benchmark ({r['shape']}): rows {r['rows']}")
+    build, rss = r["data_build_seconds"], r["peak_rss_gb_after_build"]
+    print(f"data build: {build:.1f} s, peak RSS {rss:.2f} GB")
+    print(
+        f"training: movrec {r['movrec_ratings_per_second']:,.0f} ratings/s, bare PyTorch loop "
+        f"{r['plain_ratings_per_second']:,.0f} ratings/s "
+        f"(ratio {r['movrec_ratings_per_second'] / r['plain_ratings_per_second']:.2f})"
+    )
+    print(f"fit (training + validation) {r['fit_seconds']:.1f} s, test {r['test_seconds']:.1f} s")
+    print(f"test RMSE {r['test']['rmse']:.4f}; peak RSS of the whole run {r['peak_rss_gb']:.2f} GB")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -116,8 +223,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--experiment", help="an experiment config to time, e.g. hybrid")
     parser.add_argument("--no-cli", action="store_true", help="skip the whole train.py run")
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument(
+        "--ratings", choices=sorted(RATINGS_SHAPES), help="time ratings of this shape"
+    )
+    parser.add_argument("--batch-size", type=int, default=4096, help="with --ratings")
+    parser.add_argument("--eval-batch-size", type=int, default=65536, help="with --ratings")
     args = parser.parse_args(argv)
     silence_known_noise()
+    if args.ratings:
+        if args.experiment not in (None, "recommend"):
+            parser.error("--ratings times experiment=recommend")
+        epochs = 1 if "--epochs" not in (argv or sys.argv) else args.epochs
+        results = ratings_benchmark(args.ratings, epochs, args.batch_size, args.eval_batch_size)
+        print_ratings(results)
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2))
+        return results
     data = ["data=synthetic"] if args.synthetic else []
     if args.data_dir:
         data.append(f"data.movies.dir={Path(args.data_dir).resolve()}")

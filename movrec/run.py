@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
 from movrec import fold_in, topn
-from movrec.callbacks import FitSummary, read_fit_summary
+from movrec.callbacks import EmbeddingProjector, FitSummary, read_fit_summary
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.estimators import fit_estimator
@@ -108,13 +108,15 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
         )
         test, refit = logged_test_metrics(results), {}
-    top_n = top_n_report(model, datamodule)
+    # The tested weights, whichever process tested them (ddp_spawn tests in its workers).
+    tested = Checkpoint(best).model() if best and datamodule.has_users else model
+    top_n = top_n_report(tested, datamodule, cfg)
     test.update(top_n.pop("model", {}))
     metrics = run_metrics(
         cfg,
         datamodule,
         test,
-        fold_in=new_users_report(model, datamodule, cfg),
+        fold_in=new_users_report(tested, datamodule, cfg),
         **fitted,
         parameters=parameter_counts(model),
         glove=glove,
@@ -144,9 +146,14 @@ def refit_on_train_and_val(
         filename="refit-epoch{epoch:03d}",
         auto_insert_metric_name=False,
     )
+    # Of the configured callbacks only what reports on the test (the embedding projector).
+    reporting = [
+        c for c in instantiate_group(cfg.get("callbacks")) if isinstance(c, EmbeddingProjector)
+    ]
     trainer: L.Trainer = instantiate(
         cfg.trainer, max_epochs=epochs, min_epochs=epochs, limit_val_batches=0,
-        callbacks=[checkpoint, FitSummary()], logger=loggers or False, enable_progress_bar=False,
+        callbacks=[checkpoint, FitSummary(), *reporting], logger=loggers or False,
+        enable_progress_bar=False,
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     refitted = read_fit_summary(trainer)
@@ -155,7 +162,7 @@ def refit_on_train_and_val(
 
 
 def top_n_report(
-    model: L.LightningModule, datamodule: FittedDataModule
+    model: L.LightningModule, datamodule: FittedDataModule, cfg: DictConfig
 ) -> dict[str, dict[str, float]]:
     """Full-catalogue Recall / NDCG @ k of the tested model and of the popularity and
     movie-bias rankings (:mod:`movrec.topn`); none without users."""
@@ -163,7 +170,7 @@ def top_n_report(
         return {}
     k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
     start = time.perf_counter()
-    report = topn.evaluate(model, datamodule, k, threshold)
+    report = topn.evaluate(model, datamodule, k, threshold, cfg.get("top_n_users"))
     log.info("full-catalogue top-%d (%.1f s): %s", k, time.perf_counter() - start, report)
     return report
 
@@ -206,7 +213,7 @@ def test_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule = checkpoint.datamodule(**data_overrides(cfg))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
-    test, top_n = logged_test_metrics(results), top_n_report(model, datamodule)
+    test, top_n = logged_test_metrics(results), top_n_report(model, datamodule, cfg)
     test.update(top_n.pop("model", {}))
     metrics = run_metrics(
         cfg,

@@ -38,12 +38,16 @@ class TopNTask:
         test: pd.DataFrame,
         movie_ids: pd.Index,
         threshold: float,
+        max_users: int | None = None,
     ) -> TopNTask:
         """``seen`` and ``test``: ``user_id, movie_id, rating`` rows; ``movie_ids``: the
         catalogue's TMDb ids in row order. The users are those of ``test`` with a liked movie
-        (a rating >= ``threshold``): the others have nothing to find."""
+        (a rating >= ``threshold``): the others have nothing to find; at most ``max_users`` of
+        them, a seeded sample (scoring every movie for every user grows as users x movies)."""
         liked = test[test["rating"] >= threshold]
         users = np.sort(liked["user_id"].unique())
+        if max_users is not None and len(users) > max_users:
+            users = np.sort(np.random.default_rng(0).choice(users, max_users, replace=False))
         position = pd.Index(users)
 
         def pairs(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,7 +129,11 @@ def model_scores(
 
 
 def evaluate(
-    model: torch.nn.Module, datamodule: object, k: int, threshold: float
+    model: torch.nn.Module,
+    datamodule: object,
+    k: int,
+    threshold: float,
+    max_users: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Full-catalogue metrics of a trained rating model and of the popularity and movie-bias
     rankings, on a ratings datamodule's split: candidates are every catalogue movie the user
@@ -135,7 +143,7 @@ def evaluate(
     seen, test = datamodule.user_ratings()
     movies, tensors = datamodule.catalogue()
     movie_ids = pd.Index(movies["movie_id"])
-    task = TopNTask.build(seen, test, movie_ids, threshold)
+    task = TopNTask.build(seen, test, movie_ids, threshold, max_users)
     index = torch.from_numpy(datamodule.preprocessing.users.encode(task.users))
     users = model.net.users
     scores = model_scores(

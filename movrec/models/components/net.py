@@ -80,8 +80,10 @@ class RatingNet(nn.Module):
         whole catalogue is scored from one encoding per movie, and how a new user's fitted
         vector and bias (the fold-in) are scored."""
         out = self.head(torch.cat([user, movie], dim=1)).squeeze(-1)
-        shared = bias + (user * self.users.movie_projection(movie)).sum(1)  # bias + dot product
-        return out + (shared.unsqueeze(-1) if out.dim() == 2 else shared)
+        dot = (user * self.users.movie_projection(movie)).sum(1)  # plus the bias, the MF part
+        if out.dim() == 1:
+            return out + bias + dot
+        return out + bias.unsqueeze(-1) + dot.unsqueeze(-1)
 
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The vector a movie is compared by: its projection into the users' space when the
