@@ -103,9 +103,7 @@ def evaluate(
     Settings left None are chosen on the validation users the same way."""
     if datamodule.hparams.split != "cold_users":
         raise UserError("the fold-in is measured on new users: data.split=cold_users")
-    seen, test = datamodule.user_ratings()
-    val = datamodule.frames["val"]
-    seen = seen[~seen.index.isin(val.index)] if len(val) else seen  # the training ratings
+    seen, val, test = (datamodule.frames[name] for name in ("train", "val", "test"))
     args = (model, datamodule, seen, n, k, threshold)
     if l2 is None:
         l2 = min(L2_GRID, key=lambda c: _measure(*args, val, c, 0.0, True)["fold_in"]["rmse"])

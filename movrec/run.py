@@ -80,6 +80,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
         log.info("seed %d", cfg.seed)
     datamodule = build_datamodule(cfg)
+    if cfg.get("refit") and datamodule.hparams.get("split") == "cold_users":
+        raise UserError(
+            "data.split=cold_users chooses the fold-in on the validation users, whom refit=true "
+            "would train on: add refit=false"
+        )
     model_class = get_class(cfg.model._target_)
     if not issubclass(model_class, L.LightningModule):
         metrics = (fit_peer if is_peer(model_class) else fit_estimator)(cfg, datamodule)

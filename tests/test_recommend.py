@@ -241,8 +241,13 @@ def test_history_is_each_users_first_ratings_and_users_without_more_are_left_out
 @pytest.fixture(scope="module")
 def cold_users(tmp_path_factory):
     out = tmp_path_factory.mktemp("cold_users")
-    cfg = make_cfg(out, *RECOMMEND, "data.split=cold_users", "fold_in.history=[5]")
+    cfg = make_cfg(out, *RECOMMEND, "data.split=cold_users", "refit=false", "fold_in.history=[5]")
     return fit_and_test(cfg), cfg
+
+
+def test_cold_users_refuse_a_refit_on_their_validation_users(tmp_path):
+    with pytest.raises(ValueError, match="refit=false"):
+        fit_and_test(make_cfg(tmp_path, *RECOMMEND, *SMALL, "data.split=cold_users"))
 
 
 def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
