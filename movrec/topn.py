@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from movrec.baselines import fit_biases
+
 CHUNK_ROWS = 1 << 18  # user-movie pairs scored at once
 
 # Scores of a chunk of users (positions 0..n_users-1 of the task) for every catalogue movie.
@@ -138,8 +140,6 @@ def evaluate(
     """Full-catalogue metrics of a trained rating model and of the popularity and movie-bias
     rankings, on a ratings datamodule's split: candidates are every catalogue movie the user
     did not rate in train or validation."""
-    from movrec.baselines import fit_biases
-
     seen, test = datamodule.user_ratings()
     movies, tensors = datamodule.catalogue()
     movie_ids = pd.Index(movies["movie_id"])
