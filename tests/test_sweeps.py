@@ -79,7 +79,8 @@ def test_a_failing_job_is_a_failed_row_and_the_sweep_exits_non_zero(tmp_path):
 def test_every_experiment_and_model_survives_a_fast_dev_run_sweep(tmp_path):
     """``-m experiment=glob(*) model=glob(*)`` with the default TensorBoard logger, on files
     written from the synthetic generators: every job runs except paper x the tree models (trees
-    need the metadata features the paper's protocol has not): failed rows with their one line.
+    need the metadata features the paper's protocol has not) and the Surprise peers on TMDb
+    alone (they need user ratings): failed rows with their one line.
     (experiment=paper model=deep once crashed in Lightning's hparams merge.)"""
     movies_dir, ratings_dir = tmp_path / "tmdb", tmp_path / "movielens"
     write_tmdb(movies_dir, n_movies=300, seed=0)
@@ -98,6 +99,14 @@ def test_every_experiment_and_model_survives_a_fast_dev_run_sweep(tmp_path):
     assert len(summary) == len(experiments) * len(models)
     failed = summary[summary["status"] == "failed"]
     failures = {tuple(row) for row in failed[["experiment", "model"]].to_numpy()}
-    assert failures == {("paper", tree) for tree in ("catboost", "gbdt", "lightgbm")}
-    assert failed["error"].str.contains("needs metadata features").all()
+    trees = {("paper", tree) for tree in ("catboost", "gbdt", "lightgbm")}
+    peers = {
+        (experiment, peer)
+        for experiment in ("cold_start", "hybrid", "paper")  # TMDb alone: no users
+        for peer in ("knn_baseline", "svd", "svdpp")
+    }
+    assert failures == trees | peers
+    why = {(e, m): error for e, m, error in failed[["experiment", "model", "error"]].to_numpy()}
+    assert all("needs metadata features" in why[job] for job in trees)
+    assert all("needs user ratings" in why[job] for job in peers)
     assert (summary.loc[summary["status"] == "ok", "rmse"] > 0).all()
