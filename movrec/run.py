@@ -225,6 +225,7 @@ def test_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         datamodule,
         test,
         top_n_baselines=top_n or None,
+        fold_in=new_users_report(model, datamodule, cfg),
         best_epoch=checkpoint.epoch,
         parameters=parameter_counts(model),
         checkpoint=str(path),

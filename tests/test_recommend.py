@@ -261,6 +261,15 @@ def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
     assert report["fold_in"]["rmse"] < report["unknown_user"]["rmse"]
 
 
+def test_retesting_a_cold_users_checkpoint_repeats_the_fold_in(cold_users, tmp_path):
+    metrics, _ = cold_users
+    overrides = ("data.split=cold_users", "refit=false", "fold_in.history=[5]", "fit=false")
+    again = execute(
+        make_cfg(tmp_path, *RECOMMEND, *overrides, f"ckpt_path={metrics['checkpoint']}")
+    )
+    assert again["fold_in"]["5"]["fold_in"] == pytest.approx(metrics["fold_in"]["5"]["fold_in"])
+
+
 def test_fold_in_moves_a_user_towards_their_ratings_and_l2_holds_them_back(cold_users):
     metrics, _ = cold_users
     recommender = Recommender.from_checkpoint(metrics["checkpoint"])
