@@ -154,8 +154,10 @@ def _measure(
     target = torch.tensor(rest["rating"].to_numpy(dtype=np.float32))
     liked_users = torch.from_numpy(users.get_indexer(task.users).astype(np.int64))
     out = {}
-    fitted = {"fold_in": (vectors, bias), "unknown_user": unknown}
-    for name, (user_vectors, user_bias) in list(fitted.items())[: 1 if only_fold_in else 2]:
+    fitted = {"fold_in": (vectors, bias)} if only_fold_in else {
+        "fold_in": (vectors, bias), "unknown_user": unknown,
+    }  # fmt: skip
+    for name, (user_vectors, user_bias) in fitted.items():
         pred = _rate(model, tensors, user_vectors, user_bias, positions(rest), rows(rest))
         liked = model_scores(model, tensors, user_vectors[liked_users], user_bias[liked_users])
         ranked = top_n_metrics(task, lambda chunk, liked=liked: liked(chunk) + prior, k)
@@ -172,9 +174,7 @@ def _measure(
 def _rate(model, movies, user_vectors, user_bias, positions, rows) -> torch.Tensor:
     """Unclipped predicted ratings of (user position, movie row) pairs."""
     movie = model.net.movie({k: v[rows] for k, v in movies.items()})
-    raw = model.net.rate(user_vectors[positions], user_bias[positions], movie)
-    raw = raw.mean(-1) if raw.dim() == 2 else raw
-    return model.target_mean + model.target_std * raw
+    return model.rate(user_vectors[positions], user_bias[positions], movie)
 
 
 def _bias_fold_in(seen, history, rest, movie_ids, task, k) -> dict[str, float]:

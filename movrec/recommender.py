@@ -190,12 +190,10 @@ class Recommender:
         exclude[rows] = True
         if genres:
             exclude |= ~self.genre_mask(genres)
-        table = self.table(predicted + prior.to(predicted.dtype), exclude, k, "score")
-        return table.assign(predicted_rating=self.model.clip(predicted[self._rows(table)]).numpy())
-
-    def _rows(self, table: pd.DataFrame) -> torch.Tensor:
-        rows = pd.Index(self.labels["movie_id"]).get_indexer(table["movie_id"])
-        return torch.from_numpy(rows.astype("int64"))
+        ranked_by = predicted + prior.to(predicted.dtype)
+        return self.table(
+            ranked_by, exclude, k, "predicted_rating", shown=self.model.clip(predicted)
+        )
 
 
 def _title_and_rating(text: str) -> tuple[str, float]:

@@ -121,11 +121,12 @@ def model_scores(
     @torch.no_grad()
     def score(users: torch.Tensor) -> torch.Tensor:
         user, bias = user_vectors[users].to(device), user_bias[users].to(device)
-        raw = model.net.rate(
-            user.repeat_interleave(n, 0), bias.repeat_interleave(n), movie.repeat(len(users), 1)
+        rows = (
+            user.repeat_interleave(n, 0),
+            bias.repeat_interleave(n),
+            movie.repeat(len(users), 1),
         )
-        raw = raw.mean(-1) if raw.dim() == 2 else raw  # several heads: their mean
-        return (model.target_mean + model.target_std * raw).view(len(users), n).cpu()
+        return model.rate(*rows).view(len(users), n).cpu()
 
     return score
 

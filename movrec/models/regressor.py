@@ -106,6 +106,12 @@ class RatingRegressor(L.LightningModule):
         members = self.members(batch)
         return members.mean(-1) if members.dim() == 2 else members
 
+    def rate(self, user: torch.Tensor, bias: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Unclipped ratings of aligned user vectors, user biases and movie encodings (the
+        catalogue scored from one encoding per movie; new users' fitted vectors)."""
+        raw = self.net.rate(user, bias, movie)
+        return self.target_mean + self.target_std * (raw.mean(-1) if raw.dim() == 2 else raw)
+
     def clip(self, ratings: torch.Tensor) -> torch.Tensor:
         """Ratings within the range seen in training."""
         return ratings.clamp(*self.rating_range) if self.rating_range is not None else ratings
