@@ -13,6 +13,7 @@ bias baseline fitted the same way, and the popularity ranking.
 from __future__ import annotations
 
 import logging
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,15 @@ import torch
 
 from movrec.baselines import fit_biases, score_predictions
 from movrec.errors import UserError
-from movrec.topn import TopNTask, model_scores, popularity_scores, same_for_everyone, top_n_metrics
+from movrec.topn import (
+    RecentPopularity,
+    ScoreUsers,
+    TopNTask,
+    model_scores,
+    popularity_scores,
+    same_for_everyone,
+    top_n_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +90,19 @@ def history_and_rest(test: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataF
 
 
 # Fold-in settings tried on the validation users: the L2 pull towards the unknown user (by
-# RMSE), then the weight of log(1 + number of training ratings) added to the predicted rating
-# for ranking (by NDCG): a rating model says how much a user would like a movie, not whether
-# they would watch it, and ranked alone it fills the top 10 with obscure movies.
+# RMSE), then, by NDCG, how the ranking adds popularity to the predicted rating: a rating model
+# says how much a user would like a movie, not whether they would watch it, and ranked alone it
+# fills the top 10 with well-liked obscure movies. The ranking score is
+#   predicted rating + popularity_weight * log(1 + training ratings)
+#                    + recent_weight * log(1 + training ratings in the recent_years before
+#                                          the user's last folded-in rating)
 L2_GRID = (0.1, 1.0, 10.0, 100.0)
-POPULARITY_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+RANKING_GRID = {
+    "popularity_weight": (0.0, 0.5, 1.0, 2.0),
+    "recent_weight": (0.0, 0.5, 1.0, 2.0),
+    "recent_years": (1.0, 2.0, 3.0, 5.0),
+}
+SETTINGS = ("l2", *RANKING_GRID)
 
 
 def evaluate(
@@ -94,80 +111,148 @@ def evaluate(
     n: int,
     k: int = 10,
     threshold: float = 4.0,
-    l2: float | None = None,
-    popularity_weight: float | None = None,
+    settings: dict[str, float | None] | None = None,
+    max_users: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Fold-in from each test user's first ``n`` ratings, scored on the rest: RMSE / MAE /
     R² and full-catalogue Recall / NDCG @ k (candidates: every movie not in the history) of
-    the fold-in, the unknown-user model, the bias baseline and the popularity ranking.
-    Settings left None are chosen on the validation users the same way."""
+    the fold-in, the unknown-user model, the bias baseline and the popularity rankings.
+    ``settings`` (:data:`SETTINGS`) left None are chosen on the validation users."""
     if datamodule.hparams.split != "cold_users":
         raise UserError("the fold-in is measured on new users: data.split=cold_users")
+    unknown = set(settings or {}) - set(SETTINGS)
+    if unknown:
+        raise UserError(f"unknown fold_in settings {sorted(unknown)}; known: {list(SETTINGS)}")
+    settings = {name: (settings or {}).get(name) for name in SETTINGS}
     seen, val, test = (datamodule.frames[name] for name in ("train", "val", "test"))
-    args = (model, datamodule, seen, n, k, threshold)
-    if l2 is None:
-        l2 = min(L2_GRID, key=lambda c: _measure(*args, val, c, 0.0, True)["fold_in"]["rmse"])
-    if popularity_weight is None:
-        popularity_weight = max(
-            POPULARITY_GRID,
-            key=lambda w: _measure(*args, val, l2, w, True)["fold_in"][f"full_ndcg@{k}"],
+    context = _Context(model, datamodule, seen, k, threshold, max_users)
+    if settings["l2"] is None:
+        settings["l2"] = min(L2_GRID, key=lambda c: context.fold(val, n, c).rmse())
+    if any(settings[name] is None for name in RANKING_GRID):
+        settings.update(context.fold(val, n, settings["l2"]).best_ranking(settings))
+    out = context.fold(test, n, settings["l2"]).report(settings)
+    out["chosen"] = settings
+    return out
+
+
+class _Context:
+    """What every fold-in of one run shares: the model, the catalogue, the training ratings'
+    popularity rankings."""
+
+    def __init__(self, model, datamodule, seen, k, threshold, max_users):
+        self.model, self.seen, self.k, self.threshold = model, seen, k, threshold
+        self.max_users = max_users
+        movies, self.tensors = datamodule.catalogue()
+        self.movie_ids = pd.Index(movies["movie_id"])
+        self.popularity = popularity_scores(seen, self.movie_ids)
+        self.recent = RecentPopularity(seen, self.movie_ids)
+
+    def fold(self, users_ratings: pd.DataFrame, n: int, l2: float) -> _Folded:
+        return _Folded(self, users_ratings, n, l2)
+
+
+class _Folded:
+    """One set of users' first ``n`` ratings folded in, ready to be scored and ranked."""
+
+    def __init__(self, context: _Context, users_ratings: pd.DataFrame, n: int, l2: float):
+        self.context, self.n = context, n
+        ids = context.movie_ids
+        self.history, self.rest = history_and_rest(users_ratings, n)
+        self.task = TopNTask.build(
+            self.history, self.rest, ids, context.threshold, context.max_users
         )
-    out = _measure(*args, test, l2, popularity_weight)
-    out["chosen"] = {"l2": l2, "popularity_weight": popularity_weight}
-    return out
+        self.users = pd.Index(np.sort(self.rest["user_id"].unique()))  # scored, liked or not
+        model = context.model
+        ratings = torch.tensor(self.history["rating"].to_numpy(dtype=np.float32))
+        self.vectors, self.bias = fold_in(
+            model, context.tensors, self._positions(self.history), self._rows(self.history),
+            ratings, len(self.users), l2,
+        )  # fmt: skip
+        self.liked = torch.from_numpy(self.users.get_indexer(self.task.users).astype(np.int64))
+        # The time each ranked user is at: their last folded-in rating.
+        last = self.history.groupby("user_id")["timestamp"].max()
+        self.times = last.reindex(self.task.users).to_numpy(dtype=np.int64)
 
+    def _positions(self, frame: pd.DataFrame) -> torch.Tensor:
+        return torch.from_numpy(self.users.get_indexer(frame["user_id"]).astype(np.int64))
 
-def _measure(
-    model: torch.nn.Module,
-    datamodule: object,
-    seen: pd.DataFrame,
-    n: int,
-    k: int,
-    threshold: float,
-    users_ratings: pd.DataFrame,
-    l2: float,
-    popularity_weight: float,
-    only_fold_in: bool = False,
-) -> dict[str, dict[str, float]]:
-    history, rest = history_and_rest(users_ratings, n)
-    movies, tensors = datamodule.catalogue()
-    movie_ids = pd.Index(movies["movie_id"])
-    task = TopNTask.build(history, rest, movie_ids, threshold)
-    users = pd.Index(np.sort(rest["user_id"].unique()))  # every scored user, liked or not
+    def _rows(self, frame: pd.DataFrame) -> torch.Tensor:
+        ids = self.context.movie_ids
+        return torch.from_numpy(ids.get_indexer(frame["movie_id"]).astype(np.int64))
 
-    def positions(frame: pd.DataFrame) -> torch.Tensor:
-        return torch.from_numpy(users.get_indexer(frame["user_id"]).astype(np.int64))
+    def predicted(self, vectors: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Clipped predicted ratings of the scored (rest) rows."""
+        pred = _rate(
+            self.context.model, self.context.tensors, vectors, bias,
+            self._positions(self.rest), self._rows(self.rest),
+        )  # fmt: skip
+        return self.context.model.clip(pred)
 
-    def rows(frame: pd.DataFrame) -> torch.Tensor:
-        return torch.from_numpy(movie_ids.get_indexer(frame["movie_id"]).astype(np.int64))
+    def rmse(self) -> float:
+        target = torch.tensor(self.rest["rating"].to_numpy(dtype=np.float32))
+        return score_predictions(self.predicted(self.vectors, self.bias), target)["rmse"]
 
-    ratings = torch.tensor(history["rating"].to_numpy(dtype=np.float32))
-    vectors, bias = fold_in(
-        model, tensors, positions(history), rows(history), ratings, len(users), l2
-    )
-    unknown = (
-        model.net.users.embedding.weight[:1].detach().expand(len(users), -1),
-        model.net.users.bias.weight[0].detach().expand(len(users)),
-    )
-    popularity = popularity_scores(seen, movie_ids)
-    prior = popularity_weight * torch.log1p(popularity)
-    target = torch.tensor(rest["rating"].to_numpy(dtype=np.float32))
-    liked_users = torch.from_numpy(users.get_indexer(task.users).astype(np.int64))
-    out = {}
-    fitted = {"fold_in": (vectors, bias)} if only_fold_in else {
-        "fold_in": (vectors, bias), "unknown_user": unknown,
-    }  # fmt: skip
-    for name, (user_vectors, user_bias) in fitted.items():
-        pred = _rate(model, tensors, user_vectors, user_bias, positions(rest), rows(rest))
-        liked = model_scores(model, tensors, user_vectors[liked_users], user_bias[liked_users])
-        ranked = top_n_metrics(task, lambda chunk, liked=liked: liked(chunk) + prior, k)
-        out[name] = {**score_predictions(model.clip(pred), target), **ranked}
-    if only_fold_in:
+    def prior(self, settings: dict[str, float]) -> ScoreUsers:
+        """The popularity part of the ranking score, for chunks of ranked users."""
+        context = self.context
+        overall = settings["popularity_weight"] * torch.log1p(context.popularity)
+
+        def prior(users: torch.Tensor) -> torch.Tensor:
+            if not settings["recent_weight"]:
+                return overall.expand(len(users), -1)
+            recent = context.recent.counts(self.times[users.numpy()], settings["recent_years"])
+            return overall + settings["recent_weight"] * torch.log1p(recent.double())
+
+        return prior
+
+    def scores(self, vectors: torch.Tensor, bias: torch.Tensor) -> ScoreUsers:
+        c = self.context
+        return model_scores(c.model, c.tensors, vectors[self.liked], bias[self.liked])
+
+    def ranked(self, score: ScoreUsers) -> dict[str, float]:
+        return top_n_metrics(self.task, score, self.context.k)
+
+    def best_ranking(self, fixed: dict[str, float | None]) -> dict[str, float]:
+        """The ranking weights (those not ``fixed``) with the highest NDCG; every user's
+        predicted ratings are scored once and kept (users x movies)."""
+        rated = self.scores(self.vectors, self.bias)(torch.arange(len(self.task.users)))
+        grids = {name: [fixed[name]] if fixed[name] is not None else values
+                 for name, values in RANKING_GRID.items()}  # fmt: skip
+        candidates = [dict(zip(grids, values, strict=True)) for values in product(*grids.values())]
+
+        def ndcg(settings: dict[str, float]) -> float:
+            prior = self.prior(settings)
+            score = lambda users: rated[users].double() + prior(users)  # noqa: E731
+            return self.ranked(score)[f"full_ndcg@{self.context.k}"]
+
+        return max(candidates, key=ndcg)
+
+    def report(self, settings: dict[str, float]) -> dict[str, dict[str, float]]:
+        context, model = self.context, self.context.model
+        target = torch.tensor(self.rest["rating"].to_numpy(dtype=np.float32))
+        prior = self.prior(settings)
+        unknown = (
+            model.net.users.embedding.weight[:1].detach().expand(len(self.users), -1),
+            model.net.users.bias.weight[0].detach().expand(len(self.users)),
+        )
+        out = {}
+        for name, (vectors, bias) in {
+            "fold_in": (self.vectors, self.bias),
+            "unknown_user": unknown,
+        }.items():
+            rated = self.scores(vectors, bias)
+            ranked = self.ranked(lambda users, rated=rated: rated(users).double() + prior(users))
+            out[name] = {**score_predictions(self.predicted(vectors, bias), target), **ranked}
+        out["bias"] = _bias_fold_in(
+            context.seen, self.history, self.rest, context.movie_ids, self.task, context.k
+        )
+        out["popularity"] = self.ranked(same_for_everyone(context.popularity))
+        years = settings["recent_years"]
+        out["recent_popularity"] = self.ranked(
+            lambda users: context.recent.counts(self.times[users.numpy()], years).double()
+        )
+        out["users"] = {"scored": len(self.users), "liked": len(self.task.users), "history": self.n}
         return out
-    out["bias"] = _bias_fold_in(seen, history, rest, movie_ids, task, k)
-    out["popularity"] = top_n_metrics(task, same_for_everyone(popularity), k)
-    out["users"] = {"scored": len(users), "liked": len(task.users), "history": n}
-    return out
 
 
 @torch.no_grad()

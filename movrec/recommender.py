@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -20,14 +21,13 @@ from movrec.errors import UserError
 from movrec.fold_in import fold_in
 from movrec.models.regressor import RatingRegressor
 from movrec.predict import Checkpoint
-from movrec.topn import model_scores, popularity_scores
+from movrec.topn import RecentPopularity, model_scores, popularity_scores
 
 # New users: their liked movies are fitted as ratings of this value (MovieLens' top).
 LIKED_RATING = 5.0
-# The fold-in settings validation chose on ml-latest-small's new users from 10 ratings
-# (README "New users"; from 5 it chose l2 = 100).
+# The fold-in settings validation chose on ml-latest-small's new users (README "New users").
 DEFAULT_L2 = 10.0
-DEFAULT_POPULARITY_WEIGHT = 1.0
+DEFAULT_RANKING = {"popularity_weight": 0.5, "recent_weight": 1.0, "recent_years": 2.0}
 
 
 class UnknownTitle(UserError, LookupError):
@@ -159,15 +159,17 @@ class Recommender:
         k: int = 10,
         rated: Sequence[str] = (),
         l2: float = DEFAULT_L2,
-        popularity_weight: float = DEFAULT_POPULARITY_WEIGHT,
+        ranking: dict[str, float] | None = None,
     ) -> pd.DataFrame:
         """Recommendations for someone the model has never seen.
 
         Their ratings (``rated``: "Title=4.5"; each liked title counts as ``LIKED_RATING``)
         are folded in as :func:`movrec.fold_in.fold_in` does on the cold_users split: only a
         user vector and bias are fitted, pulled towards the learned unknown user. Movies are
-        ranked by predicted rating plus ``popularity_weight`` x log(1 + training ratings), as
-        that evaluation ranks them. Genres restrict the candidates to movies of those genres.
+        ranked as that evaluation ranks them (``ranking``: the weights of
+        :data:`movrec.fold_in.RANKING_GRID`, default :data:`DEFAULT_RANKING`): predicted rating
+        plus the log of all-time and of recent popularity, "recent" being the years up to the
+        last training rating (the data's now). Genres restrict the candidates to those genres.
         """
         self._need_users()
         if not likes and not genres and not rated:
@@ -183,9 +185,13 @@ class Recommender:
             bias = self.model.net.users.bias.weight[0].detach()
         predicted = model_scores(self.model, self.tensors, vector, bias)(torch.tensor([0]))[0]
         seen, _ = self.datamodule.user_ratings()
-        prior = popularity_weight * torch.log1p(
-            popularity_scores(seen, pd.Index(self.labels["movie_id"]))
-        )
+        ranking = {**DEFAULT_RANKING, **(ranking or {})}
+        movie_ids = pd.Index(self.labels["movie_id"])
+        now = np.array([seen["timestamp"].max()])
+        recent = RecentPopularity(seen, movie_ids).counts(now, ranking["recent_years"])[0]
+        prior = ranking["popularity_weight"] * torch.log1p(
+            popularity_scores(seen, movie_ids)
+        ) + ranking["recent_weight"] * torch.log1p(recent.double())
         exclude = torch.zeros(len(self.labels), dtype=torch.bool)
         exclude[rows] = True
         if genres:

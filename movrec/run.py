@@ -189,8 +189,9 @@ def new_users_report(
     k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
     report = {}
     for n in cfg.fold_in.history:
+        settings = {name: cfg.fold_in.get(name) for name in fold_in.SETTINGS}
         report[str(n)] = fold_in.evaluate(
-            model, datamodule, n, k, threshold, cfg.fold_in.l2, cfg.fold_in.popularity_weight
+            model, datamodule, n, k, threshold, settings, cfg.get("top_n_users")
         )
         log.info("fold-in from %d ratings: %s", n, report[str(n)])
     return report

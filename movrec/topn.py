@@ -157,3 +157,42 @@ def evaluate(
         "popularity": top_n_metrics(task, same_for_everyone(popularity_scores(seen, movie_ids)), k),
         "bias": top_n_metrics(task, same_for_everyone(bias), k),
     }
+
+
+class RecentPopularity:
+    """Each movie's training ratings in the ``years`` before a given time: what people were
+    watching then. A new user's first ratings date them, and MovieLens' members of 2000 and of
+    2015 watch different movies; all-time popularity ranks both by the whole history.
+
+    Counts are kept per 30-day period (cumulative, periods x movies) plus the ratings
+    themselves sorted by time for the part of the user's own period up to their time, so a
+    window never looks past the given time and costs O(movies + one period) per user."""
+
+    PERIOD = 30 * 86400  # seconds
+
+    def __init__(self, seen: pd.DataFrame, movie_ids: pd.Index):
+        times = seen["timestamp"].to_numpy(dtype=np.int64)
+        rows = movie_ids.get_indexer(seen["movie_id"])
+        order = np.argsort(times, kind="stable")
+        self.times, self.rows = times[order], rows[order]
+        self.n_movies = len(movie_ids)
+        self.origin = int(self.times[0] // self.PERIOD) if len(times) else 0
+        periods = self.times // self.PERIOD - self.origin
+        n_periods = int(periods[-1]) + 1 if len(times) else 0
+        per_period = np.zeros((n_periods + 1, self.n_movies), dtype=np.float32)
+        np.add.at(per_period, (periods + 1, self.rows), 1.0)
+        self.before = per_period.cumsum(0)  # row p: ratings in the periods before p
+
+    def counts(self, at: np.ndarray, years: float) -> torch.Tensor:
+        """(len(at), movies): ratings per movie in the ``years`` up to each time in ``at``
+        (unix seconds), that time included."""
+        last = len(self.before) - 1
+        period = np.clip(np.asarray(at, dtype=np.int64) // self.PERIOD - self.origin, 0, last)
+        width = max(1, round(years * 365.25 * 86400 / self.PERIOD))
+        out = self.before[period] - self.before[np.maximum(period - width, 0)]
+        starts = np.searchsorted(self.times, (period + self.origin) * self.PERIOD, "left")
+        stops = np.searchsorted(self.times, at, "right")
+        for i, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+            if stop > start:
+                out[i] += np.bincount(self.rows[start:stop], minlength=self.n_movies)
+        return torch.from_numpy(out)

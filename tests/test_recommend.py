@@ -16,7 +16,7 @@ from conftest import make_cfg, same_fit
 from movrec.cli import latest_checkpoint, main
 from movrec.data.movielens import make_movielens
 from movrec.data.preprocessing import Preprocessing
-from movrec.fold_in import L2_GRID, fold_in
+from movrec.fold_in import L2_GRID, RANKING_GRID, fold_in
 from movrec.predict import Checkpoint
 from movrec.recommender import Recommender, UnknownTitle
 from movrec.run import execute, fit_and_test
@@ -253,10 +253,13 @@ def test_cold_users_refuse_a_refit_on_their_validation_users(tmp_path):
 def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
     metrics, _ = cold_users
     report = metrics["fold_in"]["5"]
-    assert set(report) == {"fold_in", "unknown_user", "bias", "popularity", "users", "chosen"}
+    rankings = {"popularity", "recent_popularity"}
+    assert set(report) == {"fold_in", "unknown_user", "bias", *rankings, "users", "chosen"}
     for name in ("fold_in", "unknown_user", "bias"):
         assert report[name]["rmse"] > 0 and 0 <= report[name]["full_ndcg@10"] <= 1
     assert report["chosen"]["l2"] in L2_GRID
+    for name, values in RANKING_GRID.items():
+        assert report["chosen"][name] in values
     # Planted tastes are user x genre: five ratings tell the model something about the user.
     assert report["fold_in"]["rmse"] < report["unknown_user"]["rmse"]
 
@@ -289,11 +292,14 @@ def test_fold_in_moves_a_user_towards_their_ratings_and_l2_holds_them_back(cold_
     assert not any(p.grad is not None for p in model.parameters())  # the model stays fixed
 
 
+NO_POPULARITY = {"popularity_weight": 0.0, "recent_weight": 0.0}
+
+
 def test_new_user_ratings_are_folded_in_as_given(recommender, world):
     movies, _ = world
     titles = movies["title"].head(3).tolist()
-    loved = recommender.new_user(rated=[f"{t}=5" for t in titles], k=5, popularity_weight=0.0)
-    hated = recommender.new_user(rated=[f"{t}=0.5" for t in titles], k=5, popularity_weight=0.0)
+    loved = recommender.new_user(rated=[f"{t}=5" for t in titles], k=5, ranking=NO_POPULARITY)
+    hated = recommender.new_user(rated=[f"{t}=0.5" for t in titles], k=5, ranking=NO_POPULARITY)
     assert loved["predicted_rating"].mean() > hated["predicted_rating"].mean()
     with pytest.raises(ValueError, match="TITLE=RATING"):
         recommender.new_user(rated=["Alien"])

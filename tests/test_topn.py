@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from movrec.topn import TopNTask, popularity_scores, same_for_everyone, top_n_metrics
+from movrec.topn import (
+    RecentPopularity,
+    TopNTask,
+    popularity_scores,
+    same_for_everyone,
+    top_n_metrics,
+)
 
 
 def _ratings(rng: np.random.Generator, n: int, users: int, movies: int) -> pd.DataFrame:
@@ -62,3 +68,30 @@ def test_a_movie_rated_before_the_test_is_never_recommended():
     scores = popular + torch.tensor([0.0, 0.0, 0.5, 0.0])
     got = top_n_metrics(task, same_for_everyone(scores), k=1)
     assert got == {"full_recall@1": 1.0, "full_ndcg@1": 1.0}
+
+
+def test_recent_popularity_counts_exactly_the_ratings_in_the_window_up_to_each_time():
+    rng = np.random.default_rng(0)
+    day = 86400
+    seen = pd.DataFrame(
+        {
+            "movie_id": rng.integers(0, 30, 3000) * 10,
+            "timestamp": rng.integers(1_000 * day, 4_000 * day, 3000),
+        }
+    )
+    movie_ids = pd.Index(np.arange(0, 300, 10))
+    recent = RecentPopularity(seen, movie_ids)
+    times = np.array([0, 1_000 * day, 1_500 * day + 7, 2_222 * day, 3_999 * day, 9_000 * day])
+    for years in (0.25, 1.0, 3.0):
+        counts = recent.counts(times, years).numpy()
+        width = max(1, round(years * 365.25 * day / recent.PERIOD))
+        for t, row in zip(times, counts, strict=True):
+            # The window starts at a 30-day period boundary and ends at t itself.
+            period = min(
+                max(t // recent.PERIOD, recent.origin), recent.origin + len(recent.before) - 1
+            )
+            start = (period - width) * recent.PERIOD
+            inside = seen[(seen["timestamp"] >= start) & (seen["timestamp"] <= t)]
+            expected = inside["movie_id"].value_counts().reindex(movie_ids, fill_value=0)
+            np.testing.assert_array_equal(row, expected.to_numpy())
+    assert recent.counts(times[:1], 1.0).sum() == 0  # before the first rating: nothing
