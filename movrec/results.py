@@ -69,6 +69,34 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+FOLD_IN_ROWS = {
+    "fold_in": "fold-in",
+    "unknown_user": "unknown user",
+    "bias": "bias fold-in",
+    "popularity": "popularity",
+    "recent_popularity": "recent popularity",
+}
+
+
+def format_fold_in(report: dict) -> str:
+    """New users (``fold_in`` of metrics.json): one block per history length, a row per
+    ranking, with the settings validation chose."""
+    blocks = []
+    for n, result in report.items():
+        names = ["rmse", *sorted(k for k in result["fold_in"] if k.startswith("full_"))]
+        lines = [
+            f"new users, first {n} ratings folded in ({result['users']['scored']} users; "
+            + ", ".join(f"{k} {v:g}" for k, v in result["chosen"].items()) + ")",
+            "".join([f"{'':<18}", *(f"{name.upper():>17}" for name in names)]),
+        ]  # fmt: skip
+        for key, label in FOLD_IN_ROWS.items():
+            values = [result[key].get(name) for name in names]
+            cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
+            lines.append(f"{label:<18}" + "".join(cells))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def run_facts(metrics: dict) -> list[str]:
     """What is known about how the tested weights came about; nothing unknown is printed."""
     epochs, best, seconds = (metrics[k] for k in ("epochs_run", "best_epoch", "seconds_per_epoch"))
@@ -129,6 +157,8 @@ def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+    if metrics.get("fold_in"):
+        log.info("%s", format_fold_in(metrics["fold_in"]))
 
 
 def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any]) -> None:

@@ -193,7 +193,6 @@ def new_users_report(
         report[str(n)] = fold_in.evaluate(
             model, datamodule, n, k, threshold, settings, cfg.get("top_n_users")
         )
-        log.info("fold-in from %d ratings: %s", n, report[str(n)])
     return report
 
 

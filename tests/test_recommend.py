@@ -19,6 +19,7 @@ from movrec.data.preprocessing import Preprocessing
 from movrec.fold_in import L2_GRID, RANKING_GRID, fold_in
 from movrec.predict import Checkpoint
 from movrec.recommender import Recommender, UnknownTitle
+from movrec.results import format_fold_in
 from movrec.run import execute, fit_and_test
 from movrec.topn import model_scores
 
@@ -262,6 +263,11 @@ def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
         assert report["chosen"][name] in values
     # Planted tastes are user x genre: five ratings tell the model something about the user.
     assert report["fold_in"]["rmse"] < report["unknown_user"]["rmse"]
+    table = format_fold_in(metrics["fold_in"]).splitlines()
+    assert table[0].startswith("new users, first 5 ratings folded in") and "l2" in table[0]
+    row = next(line for line in table if line.startswith("fold-in")).split()
+    assert float(row[1]) == pytest.approx(report["fold_in"]["rmse"], abs=1e-4)
+    assert next(line for line in table if line.startswith("recent popularity")).split()[2] != ""
 
 
 def test_retesting_a_cold_users_checkpoint_repeats_the_fold_in(cold_users, tmp_path):
