@@ -36,7 +36,9 @@ def silence_known_noise() -> None:
     """Hide the messages above and torch's ``LeafSpec`` deprecation warning (raised inside
     Lightning, not fixable here); nothing else."""
     for name in ("lightning_fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_DropNoise())
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
@@ -80,6 +82,7 @@ def run_job(job: Callable[[], float | None]) -> float | None:
     sweep report: its error is logged and written to ``failed.txt`` in its folder, the job
     returns NaN (Optuna records a failed trial) and the report marks it failed.
     """
+    silence_known_noise()  # again: joblib's worker processes do not run train.py's top level
     try:
         return job()
     except Exception as error:  # noqa: BLE001  (sorted below: sweep job, user error, bug)

@@ -51,6 +51,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     done = _train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=deep,glove",
                   log_dir=tmp_path)  # fmt: skip
     assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
+    assert "LeafSpec" not in done.stdout + done.stderr  # silenced in the workers too
     (sweep,) = (tmp_path / "multiruns").iterdir()
     assert list(pd.read_csv(sweep / "summary.csv")["model"]) == ["deep", "glove"]
 
