@@ -33,7 +33,9 @@ FOLDER_NAME_LIMIT = 120  # file systems refuse names over 255 bytes; long sweeps
 
 def folder_name(text: str, limit: int = FOLDER_NAME_LIMIT) -> str:
     """``text``, or its first characters and a hash of the whole when it is too long for a
-    folder name (a sweep job's overrides; the full list is in its .hydra/overrides.yaml)."""
+    folder name (a sweep job's overrides; the full list is in its .hydra/overrides.yaml).
+    A config group's slash (``model/scheduler=cosine``) becomes a dot: one folder per job."""
+    text = text.replace("/", ".")
     if len(text) <= limit:
         return text
     return f"{text[: limit - 9]}~{hashlib.sha1(text.encode()).hexdigest()[:8]}"

@@ -48,8 +48,9 @@ def test_optuna_search_minimises_validation_rmse(tmp_path):
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    # A config-group override (model/scheduler=...) names the job folders too: one folder each.
     done = _train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=deep,glove",
-                  log_dir=tmp_path)  # fmt: skip
+                  "model/scheduler=cosine", log_dir=tmp_path)  # fmt: skip
     assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
     assert "LeafSpec" not in done.stdout + done.stderr  # silenced in the workers too
     (sweep,) = (tmp_path / "multiruns").iterdir()

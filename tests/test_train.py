@@ -287,6 +287,7 @@ def test_long_sweep_job_folder_names_are_shortened():
     assert len(short) == FOLDER_NAME_LIMIT and short.startswith(long[:50])
     assert folder_name(long + "x") != short  # the hash keeps different jobs apart
     assert folder_name("model=deep,seed=0") == "model=deep,seed=0"
+    assert folder_name("model/scheduler=cosine,seed=0") == "model.scheduler=cosine,seed=0"
 
 
 def test_refit_trains_the_validated_epochs_on_train_and_validation(tmp_path):
