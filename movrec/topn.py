@@ -171,17 +171,18 @@ class RecentPopularity:
     PERIOD = 30 * 86400  # seconds
 
     def __init__(self, seen: pd.DataFrame, movie_ids: pd.Index):
-        times = seen["timestamp"].to_numpy(dtype=np.int64)
         rows = movie_ids.get_indexer(seen["movie_id"])
+        known = rows >= 0  # as popularity_scores: only catalogue movies are counted
+        times = seen["timestamp"].to_numpy(dtype=np.int64)[known]
         order = np.argsort(times, kind="stable")
-        self.times, self.rows = times[order], rows[order]
-        self.n_movies = len(movie_ids)
+        self.times, self.rows = times[order], rows[known][order]
+        self.n_movies = n = len(movie_ids)
         self.origin = int(self.times[0] // self.PERIOD) if len(times) else 0
         periods = self.times // self.PERIOD - self.origin
         n_periods = int(periods[-1]) + 1 if len(times) else 0
-        per_period = np.zeros((n_periods + 1, self.n_movies), dtype=np.float32)
-        np.add.at(per_period, (periods + 1, self.rows), 1.0)
-        self.before = per_period.cumsum(0)  # row p: ratings in the periods before p
+        per_period = np.bincount((periods + 1) * n + self.rows, minlength=(n_periods + 1) * n)
+        # Row p: ratings in the periods before p.
+        self.before = per_period.reshape(n_periods + 1, n).cumsum(0).astype(np.float32)
 
     def counts(self, at: np.ndarray, years: float) -> torch.Tensor:
         """(len(at), movies): ratings per movie in the ``years`` up to each time in ``at``

@@ -95,3 +95,8 @@ def test_recent_popularity_counts_exactly_the_ratings_in_the_window_up_to_each_t
             expected = inside["movie_id"].value_counts().reindex(movie_ids, fill_value=0)
             np.testing.assert_array_equal(row, expected.to_numpy())
     assert recent.counts(times[:1], 1.0).sum() == 0  # before the first rating: nothing
+    # A rated movie outside the catalogue is not counted (nor written into another's column).
+    outside = pd.concat([seen, pd.DataFrame({"movie_id": [7], "timestamp": [2_000 * day]})])
+    np.testing.assert_array_equal(
+        RecentPopularity(outside, movie_ids).counts(times, 3.0), recent.counts(times, 3.0)
+    )
