@@ -12,7 +12,6 @@ bias baseline fitted the same way, and the popularity ranking.
 
 from __future__ import annotations
 
-import logging
 from itertools import product
 
 import numpy as np
@@ -30,8 +29,6 @@ from movrec.topn import (
     same_for_everyone,
     top_n_metrics,
 )
-
-log = logging.getLogger(__name__)
 
 # The bias baseline's user regularisation (Surprise BaselineOnly's reg_u), for its fold-in.
 BIAS_REG_USER = 15.0
@@ -103,6 +100,16 @@ RANKING_GRID = {
     "recent_years": (1.0, 2.0, 3.0, 5.0),
 }
 SETTINGS = ("l2", *RANKING_GRID)
+
+
+def popularity_prior(
+    settings: dict[str, float], popularity: torch.Tensor, recent: torch.Tensor
+) -> torch.Tensor:
+    """What the ranking adds to the predicted rating (:data:`RANKING_GRID`'s weights):
+    ``popularity`` (movies,) all-time training ratings, ``recent`` (users, movies) those in the
+    recent window of each user. The evaluation and ``movrec new-user`` both rank with it."""
+    overall = settings["popularity_weight"] * torch.log1p(popularity.double())
+    return overall + settings["recent_weight"] * torch.log1p(recent.double())
 
 
 def evaluate(
@@ -195,13 +202,14 @@ class _Folded:
     def prior(self, settings: dict[str, float]) -> ScoreUsers:
         """The popularity part of the ranking score, for chunks of ranked users."""
         context = self.context
-        overall = settings["popularity_weight"] * torch.log1p(context.popularity)
 
         def prior(users: torch.Tensor) -> torch.Tensor:
-            if not settings["recent_weight"]:
-                return overall.expand(len(users), -1)
-            recent = context.recent.counts(self.times[users.numpy()], settings["recent_years"])
-            return overall + settings["recent_weight"] * torch.log1p(recent.double())
+            recent = (
+                context.recent.counts(self.times[users.numpy()], settings["recent_years"])
+                if settings["recent_weight"]
+                else torch.zeros(len(users), 1)  # not counted when it weighs nothing
+            )
+            return popularity_prior(settings, context.popularity, recent)
 
         return prior
 

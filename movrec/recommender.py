@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from movrec.data import FittedDataModule
 from movrec.data.labels import movie_labels
 from movrec.errors import UserError
-from movrec.fold_in import fold_in
+from movrec.fold_in import fold_in, popularity_prior
 from movrec.models.regressor import RatingRegressor
 from movrec.predict import Checkpoint
 from movrec.topn import RecentPopularity, model_scores, popularity_scores
@@ -189,9 +189,7 @@ class Recommender:
         movie_ids = pd.Index(self.labels["movie_id"])
         now = np.array([seen["timestamp"].max()])
         recent = RecentPopularity(seen, movie_ids).counts(now, ranking["recent_years"])[0]
-        prior = ranking["popularity_weight"] * torch.log1p(
-            popularity_scores(seen, movie_ids)
-        ) + ranking["recent_weight"] * torch.log1p(recent.double())
+        prior = popularity_prior(ranking, popularity_scores(seen, movie_ids), recent)
         exclude = torch.zeros(len(self.labels), dtype=torch.bool)
         exclude[rows] = True
         if genres:

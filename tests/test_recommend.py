@@ -267,7 +267,8 @@ def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
     assert table[0].startswith("new users, first 5 ratings folded in") and "l2" in table[0]
     row = next(line for line in table if line.startswith("fold-in")).split()
     assert float(row[1]) == pytest.approx(report["fold_in"]["rmse"], abs=1e-4)
-    assert next(line for line in table if line.startswith("recent popularity")).split()[2] != ""
+    recent = next(line for line in table if line.startswith("recent popularity")).split()
+    assert float(recent[2]) == pytest.approx(report["recent_popularity"]["full_ndcg@10"], abs=1e-4)
 
 
 def test_retesting_a_cold_users_checkpoint_repeats_the_fold_in(cold_users, tmp_path):
