@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from movrec.console import silence_known_noise
 from movrec.results import logged_test_metrics
@@ -74,22 +75,41 @@ def plain_loop_seconds(variant: str, data: list[str], epochs: int) -> list[float
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg)
     model, _ = build_model(cfg, datamodule)
+    device = trainer_device(cfg)
+    model.to(device)
     optimizer = model.configure_optimizers()
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
-        model.train()
-        for batch in datamodule.train_dataloader():
-            loss = F.mse_loss(model(batch), batch["rating"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
         model.eval()
         with torch.no_grad():
             for batch in datamodule.val_dataloader():
-                model(batch)
+                model(move_data_to_device(batch, device))
+        synchronize(device)
         seconds.append(time.perf_counter() - start)
     return seconds
+
+
+def trainer_device(cfg) -> torch.device:
+    """The device the configured Trainer trains on, for the bare loop beside it."""
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    return trainer.strategy.root_device
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_training_epoch(model, optimizer, batches, device: torch.device) -> None:
+    model.train()
+    for batch in batches:
+        batch = move_data_to_device(batch, device)
+        loss = F.mse_loss(model(batch), batch["rating"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
 
 def glove_build_seconds(data: list[str], repeats: int) -> list[float]:
@@ -138,10 +158,13 @@ class TrainingClock(L.Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            synchronize(pl_module.device)
             self.seconds.append(time.perf_counter() - self._start)
 
 
-def ratings_benchmark(shape: str, epochs: int, batch_size: int, eval_batch_size: int) -> dict:
+def ratings_benchmark(
+    shape: str, epochs: int, batch_size: int, eval_batch_size: int, extra: list[str]
+) -> dict:
     """One process: build the data, train ``epochs`` epochs with Lightning (validated),
     test, then the same epochs as a bare PyTorch loop."""
     users, per_user, movies = RATINGS_SHAPES[shape]
@@ -158,6 +181,7 @@ def ratings_benchmark(shape: str, epochs: int, batch_size: int, eval_batch_size:
             f"trainer.max_epochs={epochs}",
             "+trainer.num_sanity_val_steps=0",
             "paths.output_dir=unused",
+            *extra,
         ]
     )
     torch.manual_seed(cfg.seed)
@@ -181,16 +205,14 @@ def ratings_benchmark(shape: str, epochs: int, batch_size: int, eval_batch_size:
     out["movrec_ratings_per_second"] = train_rows / statistics.median(clock.seconds)
 
     model, _ = build_model(cfg, datamodule)
+    device = trainer.strategy.root_device
+    model.to(device)
     optimizer = model.configure_optimizers()
-    model.train()
     plain = []
     for _ in range(epochs):
         start = time.perf_counter()
-        for batch in datamodule.train_dataloader():
-            loss = F.mse_loss(model(batch), batch["rating"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
+        synchronize(device)
         plain.append(time.perf_counter() - start)
     out["plain_epoch_seconds"] = plain
     out["plain_ratings_per_second"] = train_rows / statistics.median(plain)
@@ -228,18 +250,27 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--batch-size", type=int, default=4096, help="with --ratings")
     parser.add_argument("--eval-batch-size", type=int, default=65536, help="with --ratings")
+    parser.add_argument(
+        "--trainer", help="a conf/trainer config (e.g. gpu); the bare loop runs on its device too"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="more Hydra overrides, e.g. glove=text glove.source.path=..."
+    )
     args = parser.parse_args(argv)
     silence_known_noise()
+    extra = ([f"trainer={args.trainer}"] if args.trainer else []) + args.overrides
     if args.ratings:
         if args.experiment not in (None, "recommend"):
             parser.error("--ratings times experiment=recommend")
         epochs = 1 if "--epochs" not in (argv or sys.argv) else args.epochs
-        results = ratings_benchmark(args.ratings, epochs, args.batch_size, args.eval_batch_size)
+        results = ratings_benchmark(
+            args.ratings, epochs, args.batch_size, args.eval_batch_size, extra
+        )
         print_ratings(results)
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=2))
         return results
-    data = ["data=synthetic"] if args.synthetic else []
+    data = (["data=synthetic"] if args.synthetic else []) + extra
     if args.data_dir:
         data.append(f"data.movies.dir={Path(args.data_dir).resolve()}")
     if args.experiment:

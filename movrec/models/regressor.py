@@ -122,7 +122,9 @@ class RatingRegressor(L.LightningModule):
         return scores if self.training else self.clip(scores)
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(3, device=self.device)  # squared error, abs error, count
+        self._train_sums = torch.zeros(2, device=self.device)  # squared error, abs error
+        self._train_count = 0  # a Python int: a tensor made from it each step is a host-to-
+        # device copy, which waits for the GPU (25M-ratings epoch: 0.69x the bare loop's speed)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         members = self.members(batch)
@@ -138,13 +140,13 @@ class RatingRegressor(L.LightningModule):
         # Epoch sums instead of per-step self.log / metric calls, which cost more than the step.
         with torch.no_grad():
             error = pred - batch["rating"]
-            self._train_sums += torch.stack(
-                [error.square().sum(), error.abs().sum(), error.new_tensor(len(error))]
-            )
+            self._train_sums += torch.stack([error.square().sum(), error.abs().sum()])
+        self._train_count += len(error)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        squared, absolute, count = self.all_gather(self._train_sums).reshape(-1, 3).sum(0)
+        sums = torch.cat([self._train_sums, self._train_sums.new_tensor([self._train_count])])
+        squared, absolute, count = self.all_gather(sums).reshape(-1, 3).sum(0)
         self.log("train/loss", squared / count, prog_bar=True)
         self.log("train/mae", absolute / count)
 
