@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from movrec.data.labels import movie_labels  # noqa: E402
+from movrec.selection import cross_half_loss  # noqa: E402
 
 
 class FitSummary(L.Callback):
@@ -26,13 +27,35 @@ class FitSummary(L.Callback):
     At the end of fitting they are put into ``trainer.callback_metrics`` (``fit/*``), the
     one thing Lightning hands back from ``ddp_spawn``'s worker processes, so a run on any
     strategy reads them from the same place (:func:`read_fit_summary`).
+
+    On one process and at most ``max_rows`` validation rows it also keeps each epoch's
+    per-row squared errors (what ``validation_step`` returns) for the cross-half loss
+    (:mod:`movrec.selection`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_rows: int = 100_000) -> None:
         self.seconds: list[float] = []
         self.best_epoch: int | None = None
+        self.max_rows = max_rows
+        self.errors: list[torch.Tensor] = []
+        self._epoch_errors: list[torch.Tensor] = []
         self._best_path = ""
         self._start: float | None = None
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and trainer.world_size == 1 and isinstance(outputs, torch.Tensor):
+            self._epoch_errors.append(outputs.reshape(-1).float().cpu())
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._epoch_errors:
+            epoch = torch.cat(self._epoch_errors)
+            self._epoch_errors = []
+            if len(epoch) <= self.max_rows:
+                self.errors.append(epoch)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -57,8 +80,15 @@ class FitSummary(L.Callback):
                 "fit/epoch_seconds": torch.tensor(self.seconds, dtype=torch.float64),
                 "fit/best_epoch": torch.tensor(self.best_epoch or 0),
                 "fit/best_val_loss": torch.tensor(float("nan") if score is None else float(score)),
+                "fit/val_loss_cross_half": torch.tensor(self.cross_half_loss()),
             }
         )
+
+    def cross_half_loss(self) -> float:
+        sizes = {len(e) for e in self.errors}
+        if not self.errors or len(sizes) != 1 or sizes.pop() < 2:
+            return float("nan")
+        return cross_half_loss(torch.stack(self.errors).numpy())
 
     def state_dict(self) -> dict:
         return {"seconds": list(self.seconds), "best_epoch": self.best_epoch}
@@ -74,10 +104,12 @@ def read_fit_summary(trainer: L.Trainer) -> dict:
     seconds = [float(s) for s in metrics["fit/epoch_seconds"].reshape(-1)]
     best_epoch = int(metrics["fit/best_epoch"])
     best_loss = float(metrics["fit/best_val_loss"])
+    cross_half = float(metrics.get("fit/val_loss_cross_half", float("nan")))
     return {
         "epochs_run": int(metrics["fit/epochs_run"]),
         "best_epoch": best_epoch or None,
         "best_val_loss": None if math.isnan(best_loss) else best_loss,
+        "val_loss_cross_half": None if math.isnan(cross_half) else cross_half,
         "seconds_per_epoch": statistics.median(seconds) if seconds else None,
         "epoch_seconds": seconds,
         "train_seconds": sum(seconds),

@@ -24,6 +24,7 @@ from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.models.regressor import RatingRegressor
 from movrec.results import run_metrics
+from movrec.selection import cross_half_loss
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,22 @@ SIZED: dict[str, tuple[str, Callable[[Any, Arrays, Arrays], np.ndarray]]] = {
     "LGBMRegressor": ("n_estimators", _lightgbm_curve),
     "CatBoostRegressor": ("iterations", _catboost_curve),
 }
+STAGE_STEP = 5  # trees between the sizes the cross-half loss compares
+
+
+def staged_squared_errors(estimator: Any, val: Arrays, sizes: int) -> np.ndarray:
+    """Per-row squared validation errors of the fitted model cut at every STAGE_STEP-th size
+    (sizes x rows): what :func:`movrec.selection.cross_half_loss` chooses among."""
+    X, y = val
+    kept = range(STAGE_STEP, sizes + 1, STAGE_STEP)
+    name = type(estimator).__name__
+    if name == "LGBMRegressor":
+        staged = (estimator.predict(X, num_iteration=k) for k in kept)
+    elif name == "CatBoostRegressor":
+        staged = estimator.staged_predict(X, eval_period=STAGE_STEP)
+    else:
+        staged = (p for i, p in enumerate(estimator.staged_predict(X), 1) if i % STAGE_STEP == 0)
+    return np.stack([(np.asarray(p) - y) ** 2 for p in staged])
 
 
 def estimator_options(cfg: DictConfig, estimator_class: type) -> dict[str, Any]:
@@ -82,11 +99,15 @@ def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, An
     estimator_class = get_class(cfg.model._target_)
     options = estimator_options(cfg, estimator_class)
     start = time.perf_counter()
-    best_val_loss, size = None, None
+    best_val_loss, size, cross_half = None, None, None
     if estimator_class.__name__ in SIZED:
         parameter, curve = SIZED[estimator_class.__name__]
-        losses = curve(estimator_class(**options), splits["train"], splits["val"])
+        sized = estimator_class(**options)
+        losses = curve(sized, splits["train"], splits["val"])
         size, best_val_loss = int(np.argmin(losses)) + 1, float(np.min(losses))
+        if len(losses) >= STAGE_STEP:
+            errors = staged_squared_errors(sized, splits["val"], len(losses))
+            cross_half = cross_half_loss(errors)
         log.info("%s: %d trees chosen on validation (of %d)", parameter, size, len(losses))
         options = {**options, parameter: size}
     estimator = estimator_class(**options)
@@ -102,5 +123,6 @@ def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, An
         kind="trees",
         epochs_run=size,
         best_val_loss=best_val_loss,
+        val_loss_cross_half=cross_half,
         train_seconds=seconds,
     )

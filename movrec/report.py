@@ -62,6 +62,8 @@ def job_row(job: Path) -> dict[str, Any]:
         **{m: metrics["test"][m] for m in METRICS},
         **{m: v for m, v in metrics["test"].items() if "@" in m},  # ranking, with users
         **{f"bias_{m}": v for m, v in bias.items() if m != "loss"},
+        "val_loss": metrics.get("best_val_loss"),
+        "val_loss_cross_half": metrics.get("val_loss_cross_half"),
         "epochs_run": metrics.get("epochs_run"),
         "best_epoch": metrics.get("best_epoch"),
         "seconds_per_epoch": metrics.get("seconds_per_epoch"),
@@ -71,11 +73,17 @@ def job_row(job: Path) -> dict[str, Any]:
     }
 
 
+VALIDATION = ("val_loss", "val_loss_cross_half")  # the best validation loss, and how it holds
+# up when chosen on one half of the validation rows and scored on the other (movrec.selection)
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """MAE / RMSE / R², then ranking metrics and the bias baseline's, where runs have them."""
+    """MAE / RMSE / R², then ranking metrics and the bias baseline's, where runs have them,
+    then the validation losses."""
     extra = [c for c in table.columns if "@" in c and not c.startswith("bias_")]
     bias = [c for c in table.columns if c.startswith("bias_")]
-    return [*METRICS, *extra, *bias]
+    validation = [c for c in VALIDATION if c in table and table[c].notna().any()]
+    return [*METRICS, *extra, *bias, *validation]
 
 
 def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -89,7 +97,7 @@ def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     table = pd.DataFrame([job_row(job) for job in jobs])
     table = table.assign(**{m: float("nan") for m in METRICS if m not in table})  # all failed
     metrics = metric_columns(table)
-    overrides = [c for c in table.columns if c not in (*COLUMNS, *metrics, "job")]
+    overrides = [c for c in table.columns if c not in (*COLUMNS, *VALIDATION, *metrics, "job")]
     varying = [c for c in overrides if table[c].astype(str).nunique() > 1]
     columns = [c for c in COLUMNS if c in table]
     ordered = [*columns[: columns.index("r2") + 1], *metrics[len(METRICS) :]]

@@ -130,6 +130,8 @@ def run_metrics(
         "epochs_run": None,
         "best_epoch": None,
         "best_val_loss": None,
+        # Chosen on one half of the validation rows, scored on the other (movrec.selection).
+        "val_loss_cross_half": None,
         "seconds_per_epoch": None,
         "epoch_seconds": [],
         "train_seconds": None,

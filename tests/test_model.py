@@ -263,3 +263,31 @@ def test_several_heads_learn_apart_and_predict_their_mean():
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="model.net.heads"):
         regressor(sizes, heads=0)
+
+
+def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
+    """``ema_decay``: after each step avg = d * avg + (1 - d) * weights (the first step's
+    weights to start); the fitted module and its checkpoint hold that average."""
+    torch.manual_seed(0)
+    model = RatingRegressor(dm.model_sizes(), net=partial(RatingNet, id_dim=8), ema_decay=0.9)
+    steps = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            steps.append(module.net.head[-1].weight.detach().clone())
+
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_last=True)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, callbacks=[Record(), checkpoint],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    average = steps[0]
+    for weights in steps[1:]:
+        average = 0.9 * average + 0.1 * weights
+    assert len(steps) > 10 and not torch.allclose(steps[-1], average, atol=1e-4)
+    torch.testing.assert_close(model.net.head[-1].weight.detach(), average)
+    saved = RatingRegressor.load_from_checkpoint(checkpoint.last_model_path, weights_only=False)
+    torch.testing.assert_close(saved.net.head[-1].weight, average)
+    with pytest.raises(ValueError, match="model.ema_decay"):
+        RatingRegressor(dm.model_sizes(), ema_decay=1.0)

@@ -82,3 +82,14 @@ def test_networks_and_trees_are_paired_per_split(tmp_path):
     assert "Network − trees" in report and "1 of 2" in report
     # the aggregate pools split seeds and seeds: one row per model
     assert "0.4550 ± 0.0640" in report
+
+
+def test_validation_losses_are_reported_beside_the_test(tmp_path):
+    for number, (seed, val, cross) in enumerate([(0, 0.40, 0.44), (1, 0.42, 0.46)]):
+        job = fake_job(tmp_path, number, [f"seed={seed}"], 0.5)
+        metrics = json.loads((job / "metrics.json").read_text())
+        metrics.update(best_val_loss=val, val_loss_cross_half=cross)
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    table = write_report(tmp_path)
+    assert table["val_loss_cross_half"].tolist() == [0.44, 0.46]
+    assert "0.4500 ± 0.0141" in (tmp_path / "summary.md").read_text()

@@ -53,6 +53,7 @@ def test_metrics_json_holds_the_run(runs, variant):
     assert saved["test"] == metrics["test"]
     assert set(saved["test"]) >= {"mae", "rmse", "r2", "loss"}
     assert 1 <= saved["best_epoch"] <= saved["epochs_run"] <= 10
+    assert saved["val_loss_cross_half"] == pytest.approx(saved["best_val_loss"], rel=0.5)
     assert saved["parameters"]["trainable"] > 0
     assert (saved["parameters"]["frozen"] > 0) is (variant == "glove")
     assert (saved["glove"] is None) is (variant == "deep")

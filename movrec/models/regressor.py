@@ -17,7 +17,9 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from torchmetrics import MetricCollection
 
 from movrec.errors import UserError
@@ -60,10 +62,13 @@ class RatingRegressor(L.LightningModule):
         output_init: str = "mean",
         ranking_k: int = 10,
         relevance_threshold: float = 4.0,
+        ema_decay: float | None = None,
     ):
         super().__init__()
         if output_init not in OUTPUT_INITS:
             raise UserError(f"model.output_init must be one of {list(OUTPUT_INITS)}")
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise UserError(f"model.ema_decay must be in [0, 1) or null, got {ema_decay}")
         # Plain functools.partial in the checkpoint, not the config library's own subclass.
         net, optimizer, scheduler = (plain_partial(f) for f in (net, optimizer, scheduler))
         self.save_hyperparameters(logger=False)  # run.log_hparams logs the composed config
@@ -162,8 +167,10 @@ class RatingRegressor(L.LightningModule):
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=size)
         return scores
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Each row's squared error, for :class:`movrec.callbacks.FitSummary`'s cross-half loss."""
+        scores = self._evaluate(batch, "val", self.val_metrics)
+        return (self.clip(scores) - batch["rating"]).square().detach()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         scores = self._evaluate(batch, "test", self.test_metrics)
@@ -178,6 +185,16 @@ class RatingRegressor(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """With ``ema_decay``, validation, checkpoints, the refit and the tested model use an
+        exponential moving average of the weights (updated every step): the last iterate of
+        a small-batch run is noisy, and the epoch chosen on that noise flatters validation."""
+        if self.hparams.get("ema_decay") is None:
+            return []
+        # One foreach lerp over all weights per step: Lightning's EMAWeightAveraging updates
+        # them one by one, which made this model's epoch 30 % slower on CPU.
+        return [WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay))]
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
