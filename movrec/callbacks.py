@@ -90,12 +90,14 @@ class FitSummary(L.Callback):
             return float("nan")
         return cross_half_loss(torch.stack(self.errors).numpy())
 
-    def state_dict(self) -> dict:
-        return {"seconds": list(self.seconds), "best_epoch": self.best_epoch}
+    def state_dict(self) -> dict:  # a resumed run's cross-half loss spans every epoch
+        return {"seconds": list(self.seconds), "best_epoch": self.best_epoch,
+                "errors": list(self.errors)}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = list(state_dict.get("seconds", []))
         self.best_epoch = state_dict.get("best_epoch")
+        self.errors = list(state_dict.get("errors", []))
 
 
 def read_fit_summary(trainer: L.Trainer) -> dict:

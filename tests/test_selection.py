@@ -76,3 +76,24 @@ def test_fit_summary_keeps_each_validation_epochs_row_errors():
     assert fitted["val_loss_cross_half"] == pytest.approx(
         cross_half_loss(np.stack([e.numpy() for e in summary.errors]))
     )
+
+
+def test_a_resumed_fit_keeps_the_earlier_epochs_errors(tmp_path):
+    dm = MoviesDataModule(TmdbSynthetic(n_movies=300, seed=6))
+    dm.setup()
+
+    def fit(epochs: int, ckpt_path=None) -> FitSummary:
+        summary = FitSummary()
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_last=True)
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=False, callbacks=[summary, checkpoint],
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        model = RatingRegressor(dm.model_sizes())
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+        return summary
+
+    first = fit(2)
+    resumed = fit(4, tmp_path / "last.ckpt")
+    assert len(resumed.errors) == 4
+    assert all(a.equal(b) for a, b in zip(first.errors, resumed.errors[:2], strict=True))
