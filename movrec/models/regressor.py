@@ -157,7 +157,8 @@ class RatingRegressor(L.LightningModule):
 
     def _evaluate(
         self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logs the loss and metrics; returns the unclipped scores and each row's squared error."""
         scores = self.score(batch)
         pred = self.clip(scores)
         loss = F.mse_loss(pred, batch["rating"])
@@ -165,15 +166,14 @@ class RatingRegressor(L.LightningModule):
         size = len(pred)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=size)
-        return scores
+        return scores, (pred - batch["rating"]).square()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Each row's squared error, for :class:`movrec.callbacks.FitSummary`'s cross-half loss."""
-        scores = self._evaluate(batch, "val", self.val_metrics)
-        return (self.clip(scores) - batch["rating"]).square().detach()
+        return self._evaluate(batch, "val", self.val_metrics)[1].detach()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        scores = self._evaluate(batch, "test", self.test_metrics)
+        scores, _ = self._evaluate(batch, "test", self.test_metrics)
         if self.test_ranking is not None:  # ranked by the unclipped scores: no ties at the top
             relevant = batch["rating"] >= self.hparams.relevance_threshold
             self.test_ranking.update(scores, relevant, batch["user_key"])
@@ -193,7 +193,7 @@ class RatingRegressor(L.LightningModule):
         if self.hparams.get("ema_decay") is None:
             return []
         # One foreach lerp over all weights per step: Lightning's EMAWeightAveraging updates
-        # them one by one, which made this model's epoch 30 % slower on CPU.
+        # them one by one (hybrid epoch on CPU 0.145-0.150 s against 0.130-0.132 s).
         return [WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay))]
 
     def configure_optimizers(self) -> Any:
