@@ -39,6 +39,7 @@ class FitSummary(L.Callback):
         self.max_rows = max_rows
         self.errors: list[torch.Tensor] = []
         self._epoch_errors: list[torch.Tensor] = []
+        self._epoch_rows = 0
         self._best_path = ""
         self._start: float | None = None
 
@@ -47,15 +48,16 @@ class FitSummary(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
-        if fitting and trainer.world_size == 1 and isinstance(outputs, torch.Tensor):
+        if not (fitting and trainer.world_size == 1 and isinstance(outputs, torch.Tensor)):
+            return
+        self._epoch_rows += len(outputs)
+        if self._epoch_rows <= self.max_rows:  # past it, nothing more is copied this epoch
             self._epoch_errors.append(outputs.reshape(-1).float().cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._epoch_errors:
-            epoch = torch.cat(self._epoch_errors)
-            self._epoch_errors = []
-            if len(epoch) <= self.max_rows:
-                self.errors.append(epoch)
+        if self._epoch_errors and self._epoch_rows <= self.max_rows:
+            self.errors.append(torch.cat(self._epoch_errors))
+        self._epoch_errors, self._epoch_rows = [], 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -80,13 +82,12 @@ class FitSummary(L.Callback):
                 "fit/epoch_seconds": torch.tensor(self.seconds, dtype=torch.float64),
                 "fit/best_epoch": torch.tensor(self.best_epoch or 0),
                 "fit/best_val_loss": torch.tensor(float("nan") if score is None else float(score)),
-                "fit/val_loss_cross_half": torch.tensor(self.cross_half_loss()),
+                "fit/val_loss_cross_half": torch.tensor(self.val_loss_cross_half()),
             }
         )
 
-    def cross_half_loss(self) -> float:
-        sizes = {len(e) for e in self.errors}
-        if not self.errors or len(sizes) != 1 or sizes.pop() < 2:
+    def val_loss_cross_half(self) -> float:
+        if not self.errors or len(self.errors[0]) < 2:
             return float("nan")
         return cross_half_loss(torch.stack(self.errors).numpy())
 

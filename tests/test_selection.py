@@ -97,3 +97,15 @@ def test_a_resumed_fit_keeps_the_earlier_epochs_errors(tmp_path):
     resumed = fit(4, tmp_path / "last.ckpt")
     assert len(resumed.errors) == 4
     assert all(a.equal(b) for a, b in zip(first.errors, resumed.errors[:2], strict=True))
+
+
+def test_no_errors_are_kept_for_a_validation_set_over_max_rows():
+    dm = MoviesDataModule(TmdbSynthetic(n_movies=300, seed=7))
+    dm.setup()
+    summary = FitSummary(max_rows=10)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, callbacks=[summary],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(RatingRegressor(dm.model_sizes()), datamodule=dm)
+    assert summary.errors == [] and read_fit_summary(trainer)["val_loss_cross_half"] is None
