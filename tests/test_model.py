@@ -242,6 +242,20 @@ def test_periodic_numeric_embeddings_widen_only_the_numeric_columns():
         regressor(sizes, numeric_embedding="fourier")
 
 
+def test_the_periodic_frequencies_start_at_the_configured_scale():
+    """model.net.numeric_frequency_scale: the std the frequencies are drawn with (the library
+    truncates the normal at 3 std)."""
+    sizes = toy_sizes(n_features=40, n_numeric=40)
+    for scale in (0.01, 0.1):
+        torch.manual_seed(0)
+        net = regressor(sizes, numeric_embedding="periodic", numeric_frequency_scale=scale).net
+        frequencies = net.movie.features.embed.periodic.weight
+        assert frequencies.std().item() == pytest.approx(scale, rel=0.1)
+        assert frequencies.abs().max().item() <= 3 * scale
+    with pytest.raises(ValueError, match="model.net.numeric_frequency_scale"):
+        regressor(sizes, numeric_embedding="periodic", numeric_frequency_scale=0.0)
+
+
 def test_several_heads_learn_apart_and_predict_their_mean():
     """model.net.heads=k: k heads, each trained on its own loss (their sum, so that weight
     decay weighs on each as on a single head); the prediction is their mean."""

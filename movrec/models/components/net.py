@@ -41,6 +41,7 @@ class RatingNet(nn.Module):
         user_dim: int = 32,
         numeric_embedding: str = "none",
         numeric_embedding_dim: int = 16,
+        numeric_frequency_scale: float = 0.01,
         heads: int = 1,
         tag_dim: int = 16,
     ):
@@ -51,6 +52,7 @@ class RatingNet(nn.Module):
         }  # fmt: skip
         features = {
             "n_numeric": n_numeric, "embedding": numeric_embedding, "dim": numeric_embedding_dim,
+            "frequency_scale": numeric_frequency_scale,
         }  # fmt: skip
         self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features, n_tags, tag_dim)
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
