@@ -305,3 +305,23 @@ def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
     torch.testing.assert_close(saved.net.head[-1].weight, average)
     with pytest.raises(ValueError, match="model.ema_decay"):
         RatingRegressor(dm.model_sizes(), ema_decay=1.0)
+
+
+def test_tag_dropout_leaves_tags_out_in_training_only():
+    """model.net.tag_dropout=p: in training each tag is left out of the bag with probability
+    p (a movie whose only tag is left out gets the empty bag, zeros); evaluation keeps all."""
+    model = regressor(toy_sizes(n_tags=5), id_dim=0, tag_dim=3, tag_dropout=0.5)
+    encoder = model.net.movie
+    tags = torch.zeros(400, 2, dtype=torch.long)
+    tags[:, 0] = 2  # one tag per movie, then padding
+    batch = {"title": torch.zeros(400, 4, dtype=torch.long), "tags": tags}
+    with torch.no_grad():
+        encoder.tags.weight[2] = torch.tensor([1.0, 2.0, 3.0])
+        trained = encoder.train()(batch)[:, -3:]
+        evaluated = encoder.eval()(batch)[:, -3:]
+    empty = (trained == 0).all(1)
+    assert 0.35 < empty.float().mean() < 0.65
+    assert (trained[~empty] == torch.tensor([1.0, 2.0, 3.0])).all()
+    assert (evaluated == torch.tensor([1.0, 2.0, 3.0])).all()
+    with pytest.raises(ValueError, match="model.net.tag_dropout"):
+        regressor(toy_sizes(n_tags=5), tag_dropout=1.0)

@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from movrec.errors import UserError
 from movrec.models.components.features import FeatureTower
-from movrec.models.components.title import TitleEncoder, keras_uniform
+from movrec.models.components.title import PADDING_INDEX, TitleEncoder, keras_uniform
 
 
 class MovieEncoder(nn.Module):
@@ -25,8 +26,11 @@ class MovieEncoder(nn.Module):
         features: dict[str, Any] | None = None,
         n_tags: int = 0,
         tag_dim: int = 16,
+        tag_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= tag_dropout < 1:
+            raise UserError(f"model.net.tag_dropout must be in [0, 1), got {tag_dropout}")
         self.ids = keras_uniform(nn.Embedding(n_movie_ids, id_dim)) if id_dim else None
         self.title = TitleEncoder(**title)  # after the ids: the paper's order of random draws
         self.n_features = n_features
@@ -34,14 +38,17 @@ class MovieEncoder(nn.Module):
         width = self.features.width if self.features is not None else 0
         # The mean of a movie's known tags' embeddings (padding, index 0, left out).
         self.tags = (
-            nn.EmbeddingBag(n_tags, tag_dim, mode="mean", padding_idx=0)
+            nn.EmbeddingBag(n_tags, tag_dim, mode="mean", padding_idx=PADDING_INDEX)
             if n_tags and tag_dim
             else None
         )
+        # In training each tag is left out with this probability, so that no movie's score
+        # rests on one rare tag's embedding (word dropout, applied to the bag).
+        self.tag_dropout = tag_dropout
         if self.tags is not None:
             nn.init.normal_(self.tags.weight, std=0.01)
             with torch.no_grad():
-                self.tags.weight[0].zero_()
+                self.tags.weight[PADDING_INDEX].zero_()
             width += tag_dim
         self.width = id_dim + self.title.width + width
 
@@ -52,5 +59,9 @@ class MovieEncoder(nn.Module):
         if self.features is not None:
             parts.append(self.features(batch["features"]))
         if self.tags is not None:
-            parts.append(self.tags(batch["tags"]))
+            tags = batch["tags"]
+            if self.training and self.tag_dropout:
+                dropped = torch.rand(tags.shape, device=tags.device) < self.tag_dropout
+                tags = tags.masked_fill(dropped, PADDING_INDEX)
+            parts.append(self.tags(tags))
         return torch.cat(parts, dim=1)

@@ -44,6 +44,7 @@ class RatingNet(nn.Module):
         numeric_frequency_scale: float = 0.01,
         heads: int = 1,
         tag_dim: int = 16,
+        tag_dropout: float = 0.0,
     ):
         super().__init__()
         title = {
@@ -54,7 +55,9 @@ class RatingNet(nn.Module):
             "n_numeric": n_numeric, "embedding": numeric_embedding, "dim": numeric_embedding_dim,
             "frequency_scale": numeric_frequency_scale,
         }  # fmt: skip
-        self.movie = MovieEncoder(n_movie_ids, id_dim, title, n_features, features, n_tags, tag_dim)
+        self.movie = MovieEncoder(
+            n_movie_ids, id_dim, title, n_features, features, n_tags, tag_dim, tag_dropout
+        )
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
         width = self.movie.width + (self.users.width if self.users else 0)
         if heads < 1:
