@@ -56,8 +56,9 @@ class RatingNet(nn.Module):
             "frequency_scale": numeric_frequency_scale,
         }  # fmt: skip
         self.movie = MovieEncoder(
-            n_movie_ids, id_dim, title, n_features, features, n_tags, tag_dim, tag_dropout
-        )
+            n_movie_ids, id_dim, title, n_features, features,
+            n_tags=n_tags, tag_dim=tag_dim, tag_dropout=tag_dropout,
+        )  # fmt: skip
         self.users = UserTower(n_user_ids, user_dim, self.movie.width) if n_user_ids else None
         width = self.movie.width + (self.users.width if self.users else 0)
         if heads < 1:
