@@ -8,7 +8,9 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.vocab import PAD_INDEX
@@ -305,6 +307,30 @@ def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
     torch.testing.assert_close(saved.net.head[-1].weight, average)
     with pytest.raises(ValueError, match="model.ema_decay"):
         RatingRegressor(dm.model_sizes(), ema_decay=1.0)
+
+
+def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm):
+    """The cached foreach lerp is a faster route to torch's EMA, not a different average:
+    Lightning's callback with torch's EMA function leaves exactly the same weights."""
+
+    def fit(ema_decay, callbacks):
+        torch.manual_seed(0)
+        model = RatingRegressor(
+            dm.model_sizes(), net=partial(RatingNet, id_dim=8, dropout=0.2), ema_decay=ema_decay
+        )
+        trainer = L.Trainer(
+            max_epochs=2, accelerator="cpu", logger=False, callbacks=callbacks,
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        return model.state_dict()
+
+    reference = WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    fast, lightning = fit(0.9, []), fit(None, [reference])
+    assert reference._average_model.n_averaged > 10
+    assert fast.keys() == lightning.keys()
+    assert all(torch.equal(fast[name], lightning[name]) for name in fast)
+    assert not torch.equal(fast["net.head.0.weight"], fit(None, [])["net.head.0.weight"])
 
 
 def test_tag_dropout_leaves_tags_out_in_training_only():
