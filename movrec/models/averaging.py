@@ -30,6 +30,7 @@ class ExponentialMovingAverage(WeightAveraging):
         self.decay = decay
         self._averaged: list[torch.Tensor] = []
         self._current: list[torch.Tensor] = []
+        self._updates = 0  # a host count: reading the module's counter waits for the GPU
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """List the pairs here, not in ``setup``: by now the module sits on its training device
@@ -43,6 +44,7 @@ class ExponentialMovingAverage(WeightAveraging):
         if not all(torch.is_floating_point(t) for t in self._current):
             # torch's EMA casts those through floats; this module has none to average.
             raise TypeError(f"{type(self).__name__} averages floating-point tensors only")
+        self._updates = int(average.n_averaged)  # above 0 when resumed from a checkpoint
 
     @torch.no_grad()
     def on_train_batch_end(
@@ -53,9 +55,10 @@ class ExponentialMovingAverage(WeightAveraging):
             return  # accumulating gradients: no optimiser step since the last update
         average = self._average_model
         assert average is not None
-        if average.n_averaged == 0:
+        if self._updates == 0:
             torch._foreach_copy_(self._averaged, self._current)
         else:
             torch._foreach_lerp_(self._averaged, self._current, 1 - self.decay)
         average.n_averaged += 1
+        self._updates += 1
         self._latest_update_step = trainer.global_step
