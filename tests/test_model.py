@@ -309,28 +309,45 @@ def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
         RatingRegressor(dm.model_sizes(), ema_decay=1.0)
 
 
-def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm):
+def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_path):
     """The cached foreach lerp is a faster route to torch's EMA, not a different average:
-    Lightning's callback with torch's EMA function leaves exactly the same weights."""
+    Lightning's callback with torch's EMA function leaves exactly the same weights, also when
+    the fit resumes from a checkpoint halfway (the average and its count restored)."""
 
-    def fit(ema_decay, callbacks):
+    def fit(ema_decay, callbacks, folder, epochs=2, resume=None):
         torch.manual_seed(0)
         model = RatingRegressor(
             dm.model_sizes(), net=partial(RatingNet, id_dim=8, dropout=0.2), ema_decay=ema_decay
         )
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path / folder, save_last=True)
         trainer = L.Trainer(
-            max_epochs=2, accelerator="cpu", logger=False, callbacks=callbacks,
-            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            max_epochs=epochs, accelerator="cpu", logger=False, callbacks=[*callbacks, checkpoint],
+            enable_progress_bar=False, enable_model_summary=False,
         )  # fmt: skip
-        trainer.fit(model, datamodule=dm)
-        return model.state_dict()
+        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+        return model.state_dict(), checkpoint.last_model_path
+
+    def same(first, second):
+        return first.keys() == second.keys() and all(
+            torch.equal(first[k], second[k]) for k in first
+        )
 
     reference = WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.9))
-    fast, lightning = fit(0.9, []), fit(None, [reference])
+    fast, lightning = fit(0.9, [], "fast")[0], fit(None, [reference], "lightning")[0]
     assert reference._average_model.n_averaged > 10
-    assert fast.keys() == lightning.keys()
-    assert all(torch.equal(fast[name], lightning[name]) for name in fast)
-    assert not torch.equal(fast["net.head.0.weight"], fit(None, [])["net.head.0.weight"])
+    assert same(fast, lightning)
+    plain = fit(None, [], "plain")[0]
+    assert not torch.equal(fast["net.head.0.weight"], plain["net.head.0.weight"])
+
+    resumed = {}
+    for name, ema_decay, callbacks in (
+        ("fast", 0.9, lambda: []),
+        ("lightning", None, lambda: [WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.9))]),
+    ):
+        halfway = fit(ema_decay, callbacks(), f"{name}-halfway", epochs=1)[1]
+        resumed[name] = fit(ema_decay, callbacks(), f"{name}-resumed", epochs=3, resume=halfway)[0]
+    assert same(resumed["fast"], resumed["lightning"])
+    assert not same(resumed["fast"], fast)
 
 
 def test_tag_dropout_leaves_tags_out_in_training_only():
