@@ -309,6 +309,7 @@ def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
         RatingRegressor(dm.model_sizes(), ema_decay=1.0)
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")  # resumed in place
 def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_path):
     """The cached foreach lerp is a faster route to torch's EMA, not a different average:
     Lightning's callback with torch's EMA function leaves exactly the same weights, also when
@@ -344,7 +345,7 @@ def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_
         ("fast", 0.9, lambda: []),
         ("lightning", None, lambda: [WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.9))]),
     ):
-        halfway = fit(ema_decay, callbacks(), f"{name}-halfway", epochs=1)[1]
+        halfway = fit(ema_decay, callbacks(), f"{name}-resumed", epochs=1)[1]
         resumed[name] = fit(ema_decay, callbacks(), f"{name}-resumed", epochs=3, resume=halfway)[0]
     assert same(resumed["fast"], resumed["lightning"])
     assert not same(resumed["fast"], fast)
