@@ -3,6 +3,11 @@
     python -m movrec.bench --data-dir ../shared/data/tmdb5000
     python -m movrec.bench --experiment recommend --ratings 25M
 
+``--against DIR`` times another checkout (e.g. ``git worktree add ../base 0117e5c``) beside
+this one: ``--rounds`` rounds, each running both benchmarks in their own processes in
+alternating order, and reports each round's ratio, since the machine's speed drifts between
+runs far more than within a round.
+
 ``--ratings SIZE`` instead times personalised training on synthetic ratings of a MovieLens
 shape (100k, 1M, 25M): data build seconds, peak RSS, one training epoch in ratings per second
 beside the bare PyTorch loop over the same batches in the same process, validation and test.
@@ -254,10 +259,25 @@ def main(argv: list[str] | None = None) -> dict:
         "--trainer", help="a conf/trainer config (e.g. gpu); the bare loop runs on its device too"
     )
     parser.add_argument(
+        "--against", help="a checkout of another revision to time beside this one, round by round"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="with --against")
+    parser.add_argument(
         "overrides", nargs="*", help="more Hydra overrides, e.g. glove=text glove.source.path=..."
     )
     args = parser.parse_args(argv)
     silence_known_noise()
+    if args.against:
+        other = Path(args.against).resolve()
+        if not (other / "movrec" / "bench.py").is_file():
+            parser.error(f"--against {args.against}: not a movrec checkout (no movrec/bench.py)")
+        if args.ratings or args.rounds < 1:
+            parser.error("--against times epochs (not --ratings), in --rounds of at least 1")
+        results = paired_rounds(forwarded_arguments(args), other, args.rounds)
+        print_paired(results)
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2))
+        return results
     extra = ([f"trainer={args.trainer}"] if args.trainer else []) + args.overrides
     if args.ratings:
         if args.experiment not in (None, "recommend"):
@@ -305,6 +325,61 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return results
+
+
+def forwarded_arguments(args: argparse.Namespace) -> list[str]:
+    """This run's epoch-benchmark arguments, for both checkouts' own benchmarks."""
+    forwarded = ["--epochs", str(args.epochs), "--variants", *args.variants, "--no-cli"]
+    if args.synthetic:
+        forwarded.append("--synthetic")
+    if args.data_dir:
+        forwarded += ["--data-dir", str(Path(args.data_dir).resolve())]
+    if args.experiment:
+        forwarded += ["--experiment", args.experiment]
+    if args.trainer:
+        forwarded += ["--trainer", args.trainer]
+    return forwarded + args.overrides
+
+
+def paired_rounds(arguments: list[str], other: Path, rounds: int) -> dict:
+    """Both checkouts' benchmarks, each in its own process with this Python, the order
+    alternating by round; per variant the ratio of this checkout's median epoch to the other's."""
+    checkouts = {"this": ROOT, "other": other}
+    runs: list[dict[str, dict]] = []
+    for round_index in range(rounds):
+        order = list(checkouts.items())
+        runs.append({})
+        for name, root in order[::-1] if round_index % 2 else order:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "bench.json"
+                command = [sys.executable, "-m", "movrec.bench", *arguments, "--out", str(out)]
+                done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"the benchmark in {root} failed:\n{done.stderr[-3000:]}")
+                runs[-1][name] = json.loads(out.read_text())["seconds_per_epoch"]
+    ratios = {
+        variant: [run["this"][variant]["median"] / run["other"][variant]["median"] for run in runs]
+        for variant in runs[0]["this"]
+    }
+    return {
+        "this": str(ROOT),
+        "other": str(other),
+        "rounds": runs,
+        "ratio": {v: {"per_round": r, "median": statistics.median(r)} for v, r in ratios.items()},
+    }
+
+
+def print_paired(results: dict) -> None:
+    rounds = results["rounds"]
+    print(f"\nmedian seconds per epoch, this checkout / {results['other']}, {len(rounds)} rounds")
+    for variant, ratio in results["ratio"].items():
+        pairs = ", ".join(
+            f"{run['this'][variant]['median']:.3f} / {run['other'][variant]['median']:.3f}"
+            for run in rounds
+        )
+        per_round = " ".join(f"{r:.2f}" for r in ratio["per_round"])
+        print(f"{variant:<16} {pairs}")
+        print(f"{'':<16} ratio per round {per_round}; median {ratio['median']:.2f}")
 
 
 if __name__ == "__main__":
