@@ -275,8 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error("--against times epochs (not --ratings), in --rounds of at least 1")
         results = paired_rounds(forwarded_arguments(args), other, args.rounds)
         print_paired(results)
-        if args.out:
-            Path(args.out).write_text(json.dumps(results, indent=2))
+        save(results, args.out)
         return results
     extra = ([f"trainer={args.trainer}"] if args.trainer else []) + args.overrides
     if args.ratings:
@@ -287,8 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.ratings, epochs, args.batch_size, args.eval_batch_size, extra
         )
         print_ratings(results)
-        if args.out:
-            Path(args.out).write_text(json.dumps(results, indent=2))
+        save(results, args.out)
         return results
     data = (["data=synthetic"] if args.synthetic else []) + extra
     if args.data_dir:
@@ -322,9 +320,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"GloVe matrix build: {glove['first']:.3f} s first, {glove['median']:.3f} s median of 5")
     if "train_py_seconds" in results:
         print(f"python train.py model=finetuned_glove: {results['train_py_seconds']:.1f} s wall")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    save(results, args.out)
     return results
+
+
+def save(results: dict, out: str | None) -> None:
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2))
 
 
 def forwarded_arguments(args: argparse.Namespace) -> list[str]:
@@ -344,11 +346,10 @@ def forwarded_arguments(args: argparse.Namespace) -> list[str]:
 def paired_rounds(arguments: list[str], other: Path, rounds: int) -> dict:
     """Both checkouts' benchmarks, each in its own process with this Python, the order
     alternating by round; per variant the ratio of this checkout's median epoch to the other's."""
-    checkouts = {"this": ROOT, "other": other}
+    order = [("this", ROOT), ("other", other)]
     runs: list[dict[str, dict]] = []
     for round_index in range(rounds):
-        order = list(checkouts.items())
-        runs.append({})
+        run = {}
         for name, root in order[::-1] if round_index % 2 else order:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "bench.json"
@@ -356,7 +357,8 @@ def paired_rounds(arguments: list[str], other: Path, rounds: int) -> dict:
                 done = subprocess.run(command, cwd=root, capture_output=True, text=True)
                 if done.returncode:
                     raise SystemExit(f"the benchmark in {root} failed:\n{done.stderr[-3000:]}")
-                runs[-1][name] = json.loads(out.read_text())["seconds_per_epoch"]
+                run[name] = json.loads(out.read_text())["seconds_per_epoch"]
+        runs.append(run)
     ratios = {
         variant: [run["this"][variant]["median"] / run["other"][variant]["median"] for run in runs]
         for variant in runs[0]["this"]
