@@ -14,6 +14,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.vocab import PAD_INDEX
+from movrec.models.averaging import ExponentialMovingAverage
 from movrec.models.components import PADDING_INDEX, RatingNet, TitleEncoder
 from movrec.models.regressor import RatingRegressor, parameter_counts
 
@@ -23,6 +24,9 @@ def dm():
     module = MoviesDataModule(TmdbSynthetic(**{"n_movies": 600, "seed": 3}))
     module.setup()
     return module
+
+
+NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def regressor(sizes: dict, **net) -> RatingRegressor:
@@ -310,10 +314,13 @@ def test_ema_validates_tests_and_checkpoints_the_moving_average(dm, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")  # resumed in place
-def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_path):
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=NEEDS_GPU)])
+def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_path, accelerator):
     """The cached foreach lerp is a faster route to torch's EMA, not a different average:
     Lightning's callback with torch's EMA function leaves exactly the same weights, also when
-    the fit resumes from a checkpoint halfway (the average and its count restored)."""
+    the fit resumes from a checkpoint halfway (the average and its count restored). On a GPU
+    the average lives there too (moved in ``on_train_start``); deterministic kernels keep the
+    fits comparable."""
 
     def fit(ema_decay, callbacks, folder, epochs=2, resume=None):
         torch.manual_seed(0)
@@ -322,10 +329,15 @@ def test_moving_average_matches_lightnings_weight_averaging_bit_for_bit(dm, tmp_
         )
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path / folder, save_last=True)
         trainer = L.Trainer(
-            max_epochs=epochs, accelerator="cpu", logger=False, callbacks=[*callbacks, checkpoint],
-            enable_progress_bar=False, enable_model_summary=False,
+            max_epochs=epochs, accelerator=accelerator, devices=1, deterministic=True,
+            logger=False, callbacks=[*callbacks, checkpoint], enable_progress_bar=False,
+            enable_model_summary=False,
         )  # fmt: skip
         trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+        if ema_decay:  # movrec's callback keeps the average where the module trains
+            (ema,) = [c for c in trainer.callbacks if isinstance(c, ExponentialMovingAverage)]
+            devices = {t.device.type for t in ema._average_model.state_dict().values()}
+            assert devices == {"cuda" if accelerator == "gpu" else "cpu"}
         return model.state_dict(), checkpoint.last_model_path
 
     def same(first, second):
