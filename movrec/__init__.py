@@ -20,7 +20,7 @@ _EXPORTS = {
     "TmdbSynthetic": "movrec.data",
     "MovielensFiles": "movrec.data",
     "MovielensSynthetic": "movrec.data",
-    "Checkpoint": "movrec.predict",
+    "Checkpoint": "movrec.serving.checkpoint",
     "RatingPredictor": "movrec.predict",
     "Recommender": "movrec.recommender",
     "UserError": "movrec.errors",

@@ -39,7 +39,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from movrec.console import silence_known_noise
 from movrec.results import logged_test_metrics
-from movrec.run import build_datamodule, build_model, fit_and_test
+from movrec.run import build_datamodule, build_model, build_trainer, fit_and_test
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("deep", "glove", "finetuned_glove")
@@ -199,7 +199,7 @@ def ratings_benchmark(
 
     model, _ = build_model(cfg, datamodule)
     clock = TrainingClock()
-    trainer = instantiate(cfg.trainer, callbacks=[clock], logger=False)
+    trainer = build_trainer(cfg, callbacks=[clock], logger=False)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     out["fit_seconds"] = time.perf_counter() - start  # training and validation

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import matplotlib
+import numpy as np
 import torch
 
 matplotlib.use("Agg")  # files only: runs have no display
 import matplotlib.pyplot as plt  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
+from movrec.atomic import atomic_write  # noqa: E402
 from movrec.data.labels import movie_labels  # noqa: E402
 from movrec.selection import cross_half_loss  # noqa: E402
 
@@ -40,8 +46,12 @@ class FitSummary(L.Callback):
         self.errors: list[torch.Tensor] = []
         self._epoch_errors: list[torch.Tensor] = []
         self._epoch_rows = 0
-        self._best_path = ""
+        self._best_name = ""
         self._start: float | None = None
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer  # state_dict() records the epoch being saved
 
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx,
@@ -63,15 +73,21 @@ class FitSummary(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+        pl_module.log("time/epoch_seconds", self.seconds[-1], on_epoch=True)
+
+    def _record(self, trainer: L.Trainer) -> None:
+        """This epoch's time, and the epoch if the checkpoint callback's best file changed.
+        Called at the epoch's end and again when its checkpoint is written (the best file
+        is named by then), so a checkpoint holds its own epoch and a resume loses nothing."""
+        epoch = trainer.current_epoch
         if self._start is not None:
+            del self.seconds[epoch:]
             self.seconds.append(time.perf_counter() - self._start)
-            pl_module.log("time/epoch_seconds", self.seconds[-1], on_epoch=True)
-            self._start = None
-        # The checkpoint callback has saved this epoch's checkpoint by now (after validation).
         checkpoint = trainer.checkpoint_callback
-        path = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
-        if path and path != self._best_path:
-            self._best_path, self.best_epoch = path, trainer.current_epoch + 1
+        name = Path(getattr(checkpoint, "best_model_path", "") or "").name
+        if name and name != self._best_name:
+            self._best_name, self.best_epoch = name, epoch + 1
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
@@ -91,14 +107,17 @@ class FitSummary(L.Callback):
             return float("nan")
         return cross_half_loss(torch.stack(self.errors).numpy())
 
-    def state_dict(self) -> dict:  # a resumed run's cross-half loss spans every epoch
+    def state_dict(self) -> dict:  # a resumed run's summary spans every epoch
+        if self._trainer is not None and self._trainer.state.fn == "fit":
+            self._record(self._trainer)
         return {"seconds": list(self.seconds), "best_epoch": self.best_epoch,
-                "errors": list(self.errors)}  # fmt: skip
+                "best_name": self._best_name, "errors": list(self.errors)}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.seconds = list(state_dict.get("seconds", []))
-        self.best_epoch = state_dict.get("best_epoch")
-        self.errors = list(state_dict.get("errors", []))
+        self.seconds = list(state_dict["seconds"])
+        self.best_epoch = state_dict["best_epoch"]
+        self._best_name = state_dict["best_name"]
+        self.errors = list(state_dict["errors"])
 
 
 def read_fit_summary(trainer: L.Trainer) -> dict:
@@ -119,6 +138,61 @@ def read_fit_summary(trainer: L.Trainer) -> dict:
     }
 
 
+class RandomState(L.Callback):
+    """The random generators' state in every checkpoint, restored on resume: the epochs after
+    a resume then shuffle, mask and drop out exactly as the uninterrupted fit's did."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        kind, keys, position, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        version, internal, gauss_next = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, written once an epoch has ended (after the module has
+    logged its training means, so a checkpoint holds its whole epoch), and carried into the
+    new run folder when a fit resumes there: its best files are copied over, so the choice
+    goes on from the same scores and each run's folder holds the checkpoint it tests."""
+
+    def __init__(self, *args: Any, save_on_train_epoch_end: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_in = state_dict.get("dirpath")
+        if not saved_in or self.dirpath is None or Path(saved_in) == Path(self.dirpath):
+            super().load_state_dict(state_dict)
+            return
+
+        def moved(path: str) -> str:
+            if not path:
+                return path
+            target = Path(self.dirpath) / Path(path).name
+            if Path(path).is_file() and not target.exists():
+                atomic_write(target, Path(path).read_bytes())
+            return str(target)
+
+        best_k = {moved(path): score for path, score in state_dict["best_k_models"].items()}
+        super().load_state_dict({
+            **state_dict, "dirpath": self.dirpath, "best_k_models": best_k,
+            "best_model_path": moved(state_dict["best_model_path"]),
+            "kth_best_model_path": moved(state_dict["kth_best_model_path"]),
+            "last_model_path": "",
+        })  # fmt: skip
+
+
 class LearningCurves(L.Callback):
     """The paper's Fig. 1: train and validation loss and MAE per epoch, PNG and TensorBoard."""
 
@@ -127,24 +201,31 @@ class LearningCurves(L.Callback):
     def __init__(self, dirpath: str, filename: str = "learning_curves.png") -> None:
         self.path = Path(dirpath) / filename
         self.history: dict[str, list[float]] = {}
+        self.epochs = 0  # epochs recorded
+        self._trainer: L.Trainer | None = None
 
-    def _record(self, trainer: L.Trainer, split: str) -> None:
-        for metric, _ in self.PANELS:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def _record(self, epochs: int) -> None:
+        """The values of epoch ``epochs - 1``, once. Callbacks' epoch-end hooks run before the
+        module's, where the training means are logged: an epoch is read when its checkpoint is
+        written (after those, ``save_on_train_epoch_end``), when the next epoch starts, or
+        when fitting ends."""
+        trainer = self._trainer
+        if trainer is None or epochs <= self.epochs or trainer.sanity_checking:
+            return
+        for split, (metric, _) in itertools.product(("train", "val"), self.PANELS):
             value = trainer.callback_metrics.get(f"{split}/{metric}")
             if value is not None:
                 self.history.setdefault(f"{split}/{metric}", []).append(float(value))
+        self.epochs = epochs
 
-    # Callbacks run before the module's own epoch-end hook, where the training means are logged:
-    # they are read when the next epoch starts, and for the last epoch when fitting ends.
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch > 0:
-            self._record(trainer, "train")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "val")  # this epoch's validation has run by now
+        self._record(trainer.current_epoch)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "train")
+        self._record(trainer.current_epoch)
         if not trainer.is_global_zero:
             return
         figure = self.figure()
@@ -168,10 +249,13 @@ class LearningCurves(L.Callback):
         return figure
 
     def state_dict(self) -> dict:
-        return {"history": self.history}
+        if self._trainer is not None and self._trainer.state.fn == "fit":
+            self._record(self._trainer.current_epoch + 1)
+        return {"history": self.history, "epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = dict(state_dict.get("history", {}))
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.epochs = state_dict["epochs"]
 
 
 class EmbeddingProjector(L.Callback):

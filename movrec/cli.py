@@ -9,8 +9,10 @@
     movrec predict --csv new_movies.csv
     movrec report logs/multiruns/<time>
 
-Every command but ``report`` reads a checkpoint (``--ckpt``, default: the newest under
-``logs/``) with its fitted preprocessing; nothing is refitted. ``similar``, ``user`` and
+Every command but ``report`` reads a checkpoint (``--ckpt``, default: the tested checkpoint
+of the newest finished run under ``logs/``, named on stderr) with its fitted preprocessing;
+nothing is refitted, and nothing in the file can run code (``--trust-checkpoint`` lifts that
+for an older or foreign file you trust). ``similar``, ``user`` and
 ``new-user`` rebuild the run's movies (and ratings) from the data settings saved in the
 checkpoint (``--data-dir`` / ``--ratings-dir`` when the files moved). Output is a table, or
 JSON with ``--json``.
@@ -30,21 +32,10 @@ import pandas as pd
 from movrec.console import run_command, silence_known_noise
 from movrec.data import MovielensFiles, TmdbFiles
 from movrec.data.tmdb import read_table
-from movrec.errors import MissingFileError
 from movrec.predict import RatingPredictor
 from movrec.recommender import Recommender
 from movrec.report import write_report
-
-
-def latest_checkpoint(log_dir: str | Path) -> Path:
-    """The newest best-model checkpoint (not ``last.ckpt``) under ``log_dir``."""
-    found = [p for p in Path(log_dir).rglob("*.ckpt") if p.name != "last.ckpt"]
-    if not found:
-        raise MissingFileError(
-            f"no checkpoint under {Path(log_dir).resolve()}: train one first "
-            "(python train.py experiment=recommend) or pass --ckpt PATH"
-        )
-    return max(found, key=lambda p: p.stat().st_mtime)
+from movrec.serving.checkpoint import latest_checkpoint
 
 
 def positive_int(text: str) -> int:
@@ -61,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="JSON instead of a table")
     common = argparse.ArgumentParser(add_help=False, parents=[output])
-    common.add_argument("--ckpt", help="checkpoint file (default: the newest under --logs)")
+    common.add_argument(
+        "--ckpt", help="checkpoint file (default: the newest finished run's under --logs)"
+    )
+    common.add_argument(
+        "--trust-checkpoint", action="store_true",
+        help="also load a checkpoint that holds Python objects (an older or foreign file): "
+        "loading such a file can run any code in it",
+    )  # fmt: skip
     common.add_argument(
         "--logs", default=os.environ.get("MOVREC_LOG_DIR", "logs"), help="where runs are"
     )
@@ -103,13 +101,15 @@ def execute(args: argparse.Namespace) -> pd.DataFrame:
     path = args.ckpt or latest_checkpoint(args.logs)
     if args.command == "predict":
         rows = read_table(Path(args.csv))
-        predictions, report = RatingPredictor.from_checkpoint(path).predict(rows)
+        predictor = RatingPredictor.from_checkpoint(path, trust=args.trust_checkpoint)
+        predictions, report = predictor.predict(rows, source=args.csv)
         repairs = {k: v for k, v in report.counts.items() if v and k != "rows read"}
         if repairs:
             print(f"repairs: {repairs}", file=sys.stderr)
         return predictions
     recommender = Recommender.from_checkpoint(
         path,
+        trust=args.trust_checkpoint,
         movies=TmdbFiles(args.data_dir) if args.data_dir else None,
         ratings=MovielensFiles(args.ratings_dir) if args.ratings_dir else None,
     )

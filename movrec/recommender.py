@@ -7,6 +7,7 @@ data settings saved in the checkpoint with its fitted preprocessing (nothing is 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from movrec.data.labels import movie_labels
 from movrec.errors import UserError
 from movrec.fold_in import fold_in, popularity_prior
 from movrec.models.regressor import RatingRegressor
-from movrec.predict import Checkpoint
+from movrec.serving.checkpoint import Checkpoint
 from movrec.topn import RecentPopularity, model_scores, popularity_scores
 
 # New users: their liked movies are fitted as ratings of this value (MovieLens' top).
@@ -54,8 +55,10 @@ class Recommender:
         self._votes = pd.Series(votes.fillna(0).to_numpy(dtype=float))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **data_overrides: str | None) -> Recommender:
-        checkpoint = Checkpoint(path)
+    def from_checkpoint(
+        cls, path: str | Path, trust: bool = False, **data_overrides: str | None
+    ) -> Recommender:
+        checkpoint = Checkpoint(path, trust=trust)
         return cls(checkpoint.model(), checkpoint.datamodule(**data_overrides))
 
     # ---- movies -------------------------------------------------------------------------
@@ -174,7 +177,7 @@ class Recommender:
         self._need_users()
         if not likes and not genres and not rated:
             raise UserError("new-user needs --likes, --rated and/or --genres")
-        pairs = [(t, LIKED_RATING) for t in likes] + [_title_and_rating(r) for r in rated]
+        pairs = [(t, LIKED_RATING) for t in likes] + [self._rated(r) for r in rated]
         rows = torch.tensor([self.find(t) for t, _ in pairs], dtype=torch.long)
         ratings = torch.tensor([r for _, r in pairs], dtype=torch.float32)
         users = torch.zeros(len(rows), dtype=torch.long)
@@ -199,12 +202,20 @@ class Recommender:
             ranked_by, exclude, k, "predicted_rating", shown=self.model.clip(predicted)
         )
 
-
-def _title_and_rating(text: str) -> tuple[str, float]:
-    title, sep, value = text.rpartition("=")
-    try:
-        if not sep or not title.strip():
-            raise ValueError
-        return title.strip(), float(value)
-    except ValueError:
-        raise UserError(f"--rated takes TITLE=RATING (e.g. 'Alien=4.5'), got {text!r}") from None
+    def _rated(self, text: str) -> tuple[str, float]:
+        """("Alien", 4.5) from "Alien=4.5"; the rating a number within the training range."""
+        title, sep, value = text.rpartition("=")
+        try:
+            if not sep or not title.strip():
+                raise ValueError
+            rating = float(value)
+        except ValueError:
+            message = f"--rated takes TITLE=RATING (e.g. 'Alien=4.5'), got {text!r}"
+            raise UserError(message) from None
+        low, high = self.model.rating_range or (-math.inf, math.inf)
+        if not low <= rating <= high:  # NaN fails this too
+            raise UserError(
+                f"--rated {text!r}: the rating must be a number from {low:g} to {high:g} "
+                "(the training ratings' range)"
+            )
+        return title.strip(), rating

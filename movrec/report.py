@@ -24,7 +24,7 @@ import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 
 from movrec.console import FAILED_FILE  # noqa: E402
-from movrec.errors import MissingFileError  # noqa: E402
+from movrec.errors import USER_ERROR_EXIT_CODE, MissingFileError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 
 def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Rows per job and the override keys that differ between jobs."""
+    if not sweep_dir.is_dir():
+        raise MissingFileError(f"{sweep_dir}: no such folder (a sweep's, e.g. logs/multiruns/...)")
     jobs = sorted(
         (p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()),
         key=lambda p: (len(p.name.split("_")[0]), p.name),
@@ -197,8 +199,21 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 class SweepReport(Callback):
-    """Hydra callback: writes the report into the sweep folder when a multirun ends, then
-    makes the sweep exit with code 1 if any job failed (after the others ran)."""
+    """Hydra callback: refuses a sweep folder that holds another sweep, writes the report into
+    the sweep folder when a multirun ends, then makes the sweep exit with code 1 if any job
+    failed (after the others ran)."""
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        """Two sweeps in one folder would overwrite each other's jobs (``metrics.json``,
+        checkpoints, logs): the second is refused before it writes anything."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+            print(
+                f"movrec: error: hydra.sweep.dir={sweep_dir} already holds another sweep's "
+                "files: give a new folder (or leave hydra.sweep.dir unset for a fresh one)",
+                file=sys.stderr,
+            )
+            raise SystemExit(USER_ERROR_EXIT_CODE)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

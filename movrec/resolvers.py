@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from movrec.errors import USER_ERROR_EXIT_CODE
 
 
 def unique_dir(path: str) -> str:
@@ -17,15 +20,24 @@ def unique_dir(path: str) -> str:
     gets. Cached per config, so a run resolves its folder once.
     """
     base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return str(candidate)
-        except FileExistsError:
-            n += 1
-            candidate = base.with_name(f"{base.name}_{n}")
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                candidate.mkdir()
+                return str(candidate)
+            except FileExistsError:
+                if not base.parent.is_dir():
+                    raise
+                n += 1
+                candidate = base.with_name(f"{base.name}_{n}")
+    except OSError as error:
+        # Resolved inside Hydra, before any movrec code could report it: one line, exit 2.
+        reason = error.strerror or type(error).__name__
+        hint = "set paths.log_dir or MOVREC_LOG_DIR to a writable folder"
+        print(f"movrec: error: cannot create {candidate}: {reason} ({hint})", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT_CODE) from None
 
 
 FOLDER_NAME_LIMIT = 120  # file systems refuse names over 255 bytes; long sweeps reach that

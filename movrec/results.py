@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from movrec.atomic import atomic_write
 from movrec.baselines import score_predictions, user_item_bias
 from movrec.data import FittedDataModule
 
@@ -156,8 +157,7 @@ def logged_test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write(output_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
     if metrics.get("fold_in"):
         log.info("%s", format_fold_in(metrics["fold_in"]))

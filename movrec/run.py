@@ -15,13 +15,12 @@ from omegaconf import DictConfig
 
 import movrec.resolvers  # noqa: F401  (registers the config resolvers)
 from movrec import fold_in, topn
-from movrec.callbacks import EmbeddingProjector, FitSummary, read_fit_summary
+from movrec.callbacks import EmbeddingProjector, FitSummary, RandomState, read_fit_summary
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.estimators import fit_estimator
 from movrec.models.regressor import parameter_counts
 from movrec.peers import fit_peer, is_peer
-from movrec.predict import Checkpoint
 from movrec.results import (
     hydra_context,
     log_hparams,
@@ -29,6 +28,7 @@ from movrec.results import (
     run_metrics,
     write_metrics,
 )
+from movrec.serving.checkpoint import Checkpoint, SafeCheckpointIO, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
+    """``cfg.trainer`` with movrec's checkpoint format: every checkpoint it writes or reads
+    (fit, resume, test) is sealed, atomic and loaded without running code."""
+    plugin = SafeCheckpointIO(trust=bool(cfg.get("trust_checkpoint")))
+    return instantiate(cfg.trainer, plugins=[plugin], **options)
 
 
 def build_datamodule(cfg: DictConfig) -> FittedDataModule:
@@ -79,6 +86,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
         log.info("seed %d", cfg.seed)
+    resume = cfg.get("ckpt_path")
+    if resume:  # a missing or damaged file fails now, not after the data is built
+        read_checkpoint(resume, trust=bool(cfg.get("trust_checkpoint")))
     datamodule = build_datamodule(cfg)
     if cfg.get("refit") and datamodule.hparams.get("split") == "cold_users":
         raise UserError(
@@ -93,14 +103,12 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     model, glove = build_model(cfg, datamodule)
 
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[*instantiate_group(cfg.get("callbacks")), FitSummary()],
+    trainer = build_trainer(
+        cfg,
+        callbacks=[*instantiate_group(cfg.get("callbacks")), FitSummary(), RandomState()],
         logger=loggers or False,
     )
-    # Our checkpoints hold the network and optimiser partials and fitted preprocessing.
-    resume = cfg.get("ckpt_path")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
     fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
     if cfg.get("refit") and fitted["best_epoch"]:
         test, best, refit, model = refit_on_train_and_val(
@@ -109,9 +117,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         fitted["train_seconds"] += refit["train_seconds"]
     else:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False
-        )
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         test, refit = logged_test_metrics(results), {}
     # The tested weights, whichever process tested them (ddp_spawn tests in its workers).
     tested = Checkpoint(best).model() if best and datamodule.has_users else model
@@ -155,8 +161,8 @@ def refit_on_train_and_val(
     reporting = [
         c for c in instantiate_group(cfg.get("callbacks")) if isinstance(c, EmbeddingProjector)
     ]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, max_epochs=epochs, min_epochs=epochs, limit_val_batches=0,
+    trainer = build_trainer(
+        cfg, max_epochs=epochs, min_epochs=epochs, limit_val_batches=0,
         callbacks=[checkpoint, FitSummary(), *reporting], logger=loggers or False,
         enable_progress_bar=False,
     )  # fmt: skip
@@ -213,10 +219,10 @@ def test_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     path = cfg.get("ckpt_path")
     if not path:
         raise UserError("fit=false tests a checkpoint: give ckpt_path=<path to a .ckpt>")
-    checkpoint = Checkpoint(path)
+    checkpoint = Checkpoint(path, trust=bool(cfg.get("trust_checkpoint")))
     model = checkpoint.model()
     datamodule = checkpoint.datamodule(**data_overrides(cfg))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+    trainer = build_trainer(cfg, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     test, top_n = logged_test_metrics(results), top_n_report(model, datamodule, cfg)
     test.update(top_n.pop("model", {}))

@@ -88,7 +88,7 @@ def test_trainer_callbacks_logger_instantiate(cfg_factory, trainer):
     names = {type(c).__name__ for c in callbacks}
     assert names == {
         "EarlyStopping",
-        "ModelCheckpoint",
+        "RunCheckpoint",
         "RichModelSummary",
         "RichProgressBar",
         "LearningCurves",

@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import ROOT
 from movrec.cli import main as movrec_main
@@ -191,7 +190,8 @@ def test_movrec_k_must_be_a_positive_number(k, capsys):
 def test_movrec_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert movrec_main(["similar", "--title", "Up", "--logs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("movrec: error: no checkpoint under") and err.count("\n") == 1
+    assert err.startswith("movrec: error: no finished run with a checkpoint under")
+    assert err.count("\n") == 1
 
 
 def test_report_of_no_sweep_is_one_line(tmp_path, capsys):
@@ -203,22 +203,23 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, capsys):
     fake = tmp_path / "model.ckpt"
     fake.write_text("id,title\n1,A\n")
     assert movrec_main(["predict", "--csv", str(fake), "--ckpt", str(fake)]) == 2
-    assert capsys.readouterr().err.startswith(f"movrec: error: {fake}: not a checkpoint file")
+    err = capsys.readouterr().err
+    assert err.startswith(f"movrec: error: {fake}: damaged or truncated") and err.count("\n") == 1
 
 
-def test_a_checkpoint_from_before_the_components_says_so(tmp_path, capsys):
-    """Checkpoints of the flat RatingRegressor (movrec 0.1) cannot be rebuilt: one clear line."""
-    old = tmp_path / "old.ckpt"
-    torch.save(
-        {
-            "epoch": 3,
-            "state_dict": {"title_embedding.weight": torch.zeros(4, 2)},
-            "hyper_parameters": {"n_movie_ids": 3, "vocab_size": 4, "title_length": 2},
-            "TmdbDataModule": {"preprocessing": {"titles": []}},  # the 0.1 name
-        },
-        old,
-    )
-    rows = tmp_path / "rows.csv"
-    rows.write_text("id,title\n1,A\n")
-    assert movrec_main(["predict", "--csv", str(rows), "--ckpt", str(old)]) == 2
-    assert "written by movrec before 0.2" in capsys.readouterr().err
+def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert movrec_main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("movrec: error:") and "nowhere: no such folder" in err
+
+
+def test_a_log_folder_that_cannot_be_made_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [sys.executable, "train.py", "data=synthetic", f"paths.log_dir={blocker}/logs"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("movrec: error: cannot create") and "paths.log_dir" in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from sklearn.compose import ColumnTransformer
 
 from conftest import make_cfg, same_fit
 from movrec.data import MoviesDataModule, TmdbSynthetic
@@ -16,6 +17,7 @@ from movrec.data.cells import tags as tag_lists
 from movrec.data.feature_spec import FeatureSpec
 from movrec.data.features import FeaturePipeline
 from movrec.data.glove import PackageGlove
+from movrec.data.preprocessing import Preprocessing
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits
 from movrec.predict import RatingPredictor
@@ -108,6 +110,29 @@ def test_pca_keeps_the_configured_variance():
         FeatureSpec(pca_variance=1.5)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"numeric_scaler": "standard"}, {"numeric_scaler": "quantile", "top_languages": 2},
+     {"numeric_scaler": "quantile", "pca_variance": 0.9}, {"top_languages": 30}],
+)  # fmt: skip
+def test_plain_blocks_transform_as_the_fitted_sklearn_objects(vectors, options):
+    """The checkpoint keeps each fitted part as arrays; they reproduce sklearn's transform
+    on unseen rows, including missing numbers, unknown languages and values past the range."""
+    train, unseen = clean_frame(300, seed=0), clean_frame(200, seed=1)
+    unseen.loc[unseen.index[:5], "budget"] = np.nan
+    unseen.loc[unseen.index[:5], "original_language"] = "xx"
+    unseen.loc[unseen.index[5:10], "runtime"] = 10_000.0
+    pipeline = FeaturePipeline(FeatureSpec(**ALL, **options))
+    pipeline.fit(train, vectors)
+    frame = pipeline.frame(train)
+    transformer = ColumnTransformer(pipeline._parts(frame, vectors), sparse_threshold=0)
+    transformer.fit(frame, train["vote_average"].to_numpy(dtype=np.float64))
+    reloaded = FeaturePipeline.from_state(pipeline.state_dict())
+    expected = transformer.transform(reloaded.frame(unseen)).astype(np.float32)
+    assert np.array_equal(reloaded.transform(unseen), expected)
+    assert reloaded.names == pipeline.names and len(reloaded.names) == expected.shape[1]
+
+
 def test_correlated_pairs_keep_the_more_informative_column():
     frame = clean_frame(n=400)
     frame["popularity"] = np.expm1(np.log1p(frame["vote_count"]) * 1.0001)  # |r| ~ 1
@@ -132,6 +157,21 @@ def test_malformed_cells_are_counted_repairs(vectors):
     assert counts["release_date: not a date -> missing"] == 1
     assert counts["cast: malformed JSON -> empty"] >= 1
     assert np.isfinite(values).all()
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_malformed_keyword_and_tag_cells_are_counted_once(vectors, text):
+    """Keywords feed the tag bag (and the text group when it is on): each malformed cell is
+    one repair, like a malformed genres cell, however many parts read it."""
+    frame = clean_frame(seed=1)
+    frame.loc[[0, 1, 2], "keywords"] = "[broken"
+    frame.loc[3, "production_companies"] = "nope"
+    spec = FeatureSpec(**{**ALL, "text": text, "tags": 50})
+    preprocessing = Preprocessing.fit(clean_frame(), 5000, 15, spec, vectors)
+    report = CleaningReport()
+    preprocessing.transform(frame, report)
+    assert report.counts["keywords: malformed JSON -> empty"] == 3
+    assert report.counts["production_companies: malformed JSON -> empty"] == 1
 
 
 def test_malformed_numbers_get_the_unknown_flag_like_missing_ones(hybrid_dm):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -13,14 +11,14 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import make_cfg, same_fit
-from movrec.cli import latest_checkpoint, main
+from movrec.cli import main
 from movrec.data.movielens import make_movielens
 from movrec.data.preprocessing import Preprocessing
 from movrec.fold_in import L2_GRID, RANKING_GRID, fold_in
-from movrec.predict import Checkpoint
 from movrec.recommender import Recommender, UnknownTitle
 from movrec.results import format_fold_in
 from movrec.run import execute, fit_and_test
+from movrec.serving.checkpoint import Checkpoint
 from movrec.topn import model_scores
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
@@ -175,17 +173,6 @@ def test_cli_commands_print_tables_and_json(trained, world, capsys, tmp_path):
     assert "predicted_rating" in out[0] and len(out) == 21
 
 
-def test_latest_checkpoint_is_the_newest_best_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--ckpt"):
-        latest_checkpoint(tmp_path)
-    for i, name in enumerate(["a/epoch001.ckpt", "b/epoch002.ckpt", "b/last.ckpt"]):
-        path = tmp_path / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_text("x")
-        os.utime(path, (time.time() + i, time.time() + i))
-    assert latest_checkpoint(tmp_path) == tmp_path / "b/epoch002.ckpt"
-
-
 def test_movie_embeddings_reach_the_tensorboard_projector(trained, recommender):
     out = trained[2]
     configs = list(out.rglob("projector_config.pbtxt"))
@@ -310,3 +297,12 @@ def test_new_user_ratings_are_folded_in_as_given(recommender, world):
     assert loved["predicted_rating"].mean() > hated["predicted_rating"].mean()
     with pytest.raises(ValueError, match="TITLE=RATING"):
         recommender.new_user(rated=["Alien"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1000000", "5.5", ""])
+def test_new_user_ratings_outside_the_training_range_are_one_line(trained, world, value, capsys):
+    title = world[0]["title"].iloc[0]
+    checkpoint = trained[0]["checkpoint"]
+    assert main(["new-user", "--ckpt", checkpoint, "--rated", f"{title}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("movrec: error: --rated") and err.count("\n") == 1

@@ -90,7 +90,7 @@ def test_a_resumed_fit_keeps_the_earlier_epochs_errors(tmp_path):
             enable_progress_bar=False, enable_model_summary=False,
         )  # fmt: skip
         model = RatingRegressor(dm.model_sizes())
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         return summary
 
     first = fit(2)

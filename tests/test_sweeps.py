@@ -32,6 +32,20 @@ def _train(*args: str, log_dir) -> subprocess.CompletedProcess:
     return done
 
 
+def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path):
+    """Run twice with one hydra.sweep.dir, the second sweep writes nothing there."""
+    folder = tmp_path / "sweep"
+    args = ["-m", "model=deep,glove", f"hydra.sweep.dir={folder}"]
+    _train(*args, log_dir=tmp_path)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert len([p for p in before if p.name == "metrics.json"]) == 2
+    cmd = [sys.executable, "train.py", *args, *TINY, f"paths.log_dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"movrec: error: hydra.sweep.dir={folder} already holds")
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
 def test_optuna_search_minimises_validation_rmse(tmp_path):
     _train("hparams_search=optuna", "hydra.sweeper.n_trials=3", log_dir=tmp_path)
     (sweep,) = (tmp_path / "multiruns").iterdir()

@@ -301,3 +301,27 @@ def test_refit_trains_the_validated_epochs_on_train_and_validation(tmp_path):
     assert refit["best_val_loss"] == plain["best_val_loss"]  # the same first fit
     assert refit["test"] != plain["test"]
     assert "refit" in refit["checkpoint"] and Path(refit["checkpoint"]).is_file()
+
+
+def test_a_resumed_fit_ends_exactly_as_the_uninterrupted_one(tmp_path):
+    """Stopped after epoch 3 and resumed from its last.ckpt in a new run folder (what a user
+    does after a crash): the same best epoch, best validation loss, epochs, learning curves
+    and test metrics, the moving average and the random state carried over."""
+    common = ("experiment=hybrid", "refit=false", "data.movies.n_movies=400")
+    full = fit_and_test(make_cfg(tmp_path / "full", *common, "trainer.max_epochs=5"))
+    fit_and_test(make_cfg(tmp_path / "part", *common, "trainer.max_epochs=3"))
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = fit_and_test(
+        make_cfg(tmp_path / "resumed", *common, "trainer.max_epochs=5", f"ckpt_path={last}")
+    )
+    for key in ("best_epoch", "best_val_loss", "epochs_run", "test"):
+        assert resumed[key] == full[key], key
+    assert len(resumed["epoch_seconds"]) == 5
+    assert Path(resumed["checkpoint"]).parent == tmp_path / "resumed" / "checkpoints"
+
+    def curves(run):
+        saved = torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+        return saved["callbacks"]["LearningCurves"]
+
+    assert curves("resumed") == curves("full")
+    assert all(len(v) == 5 for v in curves("full")["history"].values())

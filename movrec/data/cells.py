@@ -60,12 +60,21 @@ def words(frame: pd.DataFrame, column: str, report: CleaningReport | None) -> li
     return [tokenize(c) if isinstance(c, str) and c != "Unknown" else [] for c in frame[column]]
 
 
-def tags(frame: pd.DataFrame, report: CleaningReport | None) -> list[list[str]]:
+def tags(
+    frame: pd.DataFrame, report: CleaningReport | None, counted: frozenset[str] = frozenset()
+) -> list[list[str]]:
     """Each movie's people, production companies and keywords as named tags ("cast:...",
-    "company:...", "keyword:..."): sets too wide for one-hot columns, embedded as a bag."""
-    out = people(frame, report)
+    "company:...", "keyword:..."): sets too wide for one-hot columns, embedded as a bag.
+    Malformed cells are counted in ``report`` except in the ``counted`` columns (the feature
+    pipeline parsed and counted those already)."""
+
+    def reporting(*columns: str) -> CleaningReport | None:
+        return None if counted.intersection(columns) else report
+
+    out = people(frame, reporting("crew", "cast"))
     for column, prefix in (("production_companies", "company"), ("keywords", "keyword")):
         if column in frame.columns:
             for row, cell in enumerate(frame[column]):
-                out[row] += [f"{prefix}:{n}" for n in parse_names(cell, report, column)]
+                names = parse_names(cell, reporting(column), column)
+                out[row] += [f"{prefix}:{n}" for n in names]
     return out

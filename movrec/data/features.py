@@ -9,13 +9,12 @@ production companies top-k with an "other" bucket), ``text`` (overview, keywords
 pooled GloVe vectors) and ``credits`` (director and top-billed cast). ``vote_average``, the
 target, is never a feature unless the target is something else (user ratings).
 
-Cells are parsed into a plain frame here (repairs counted); the fitting and transforming is a
-scikit-learn ``ColumnTransformer``, pickled with the checkpoint.
+Cells are parsed into a plain frame here (repairs counted) and fitted by a scikit-learn
+``ColumnTransformer``, whose fitted parameters are then kept as plain arrays
+(:mod:`movrec.data.feature_blocks`): the checkpoint holds numbers, never a pickle.
 """
 
 from __future__ import annotations
-
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 
+from movrec.data import feature_blocks
 from movrec.data.cells import parse_names, people, release_dates, words
 from movrec.data.feature_spec import LIST_COLUMNS, NUMERIC_COLUMNS, TEXT_COLUMNS, FeatureSpec
 from movrec.data.glove import WordVectors
@@ -104,7 +104,7 @@ class FeaturePipeline:
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         self.reference_year = 2000.0
-        self.transformer: ColumnTransformer | None = None
+        self.parts: list[tuple[str, feature_blocks.Block, list[str]]] = []
         self.numeric_columns: list[str] | None = None
         self.names: list[str] = []
 
@@ -134,6 +134,17 @@ class FeaturePipeline:
             for column in (c for c in TEXT_COLUMNS if spec.wants(c)):
                 parts[f"text:{column}"] = words(movies, column, report)
         return pd.DataFrame(parts, index=movies.index)
+
+    def parsed_columns(self) -> set[str]:
+        """The TMDb list columns :meth:`frame` parses (and counts malformed cells of)."""
+        spec, columns = self.spec, set()
+        if spec.categorical:
+            columns |= {c for c in LIST_COLUMNS if spec.wants(c)}
+        if spec.credits:
+            columns |= {"crew", "cast"}
+        if spec.text and spec.wants("keywords"):
+            columns.add("keywords")
+        return columns
 
     def _parts(self, frame: pd.DataFrame, vectors: WordVectors | None) -> list[tuple]:
         spec, parts = self.spec, []
@@ -183,20 +194,21 @@ class FeaturePipeline:
         parts = self._parts(frame, vectors)
         if not parts:
             raise UserError("data.features: every feature is switched off or excluded")
-        self.transformer = ColumnTransformer(parts, sparse_threshold=0)
-        self.transformer.fit(frame, target.to_numpy(dtype=np.float64))
-        self.names = self._names()
+        transformer = ColumnTransformer(parts, sparse_threshold=0)
+        self.use(transformer.fit(frame, target.to_numpy(dtype=np.float64)))
         return self
 
-    def _names(self) -> list[str]:
+    def use(self, transformer: ColumnTransformer) -> None:
+        """Keep the fitted transformer's parameters as plain blocks (and its column names)."""
+        self.parts = feature_blocks.export(transformer)
         names = []
-        for part, fitted, _ in self.transformer.transformers_:
+        for part, fitted, _ in transformer.transformers_:
             if part == "remainder":
                 continue
             for name in map(plain_name, fitted.get_feature_names_out()):
                 name = name.removeprefix(f"{part}_").replace("infrequent_sklearn", "other")
                 names.append(name if part == "text" else f"{part}:{name}")
-        return names
+        self.names = names
 
     @property
     def n_numeric(self) -> int:
@@ -204,23 +216,22 @@ class FeaturePipeline:
         return sum(name.startswith("num:") for name in self.names)
 
     def transform(self, frame: pd.DataFrame, report: CleaningReport | None = None) -> np.ndarray:
-        values = self.transformer.transform(self.frame(frame, report))
-        return np.asarray(values, dtype=np.float32)
+        values = feature_blocks.transform(self.parts, self.frame(frame, report))
+        return values.astype(np.float32)
 
     def summary(self) -> dict:
         """Width, and the Chapter 3 correlation analysis of the numeric block (train split)."""
         out = {"n": len(self.names), "numeric_columns": [], "dropped_correlated": {},
                "correlation": {}, "pca_explained_variance": None}  # fmt: skip
-        numeric = self.transformer.named_transformers_.get("num")
+        numeric = next((b for n, b, _ in self.parts if n == "num"), None)
         if numeric is None:
             return out
-        prune, pca = numeric.named_steps["prune"], numeric.named_steps.get("pca")
-        plain = {c: plain_name(c) for c in prune.correlation_.columns}
-        out["numeric_columns"] = [plain[c] for c in prune.keep_]
-        out["dropped_correlated"] = {plain[k]: v for k, v in prune.dropped_.items()}
-        out["correlation"] = prune.correlation_.rename(index=plain, columns=plain).to_dict()
-        if pca is not None:
-            out["pca_explained_variance"] = float(pca.explained_variance_ratio_.sum())
+        fitted = numeric.summary()
+        plain = {c: plain_name(c) for c in fitted["correlation"].columns}
+        out["numeric_columns"] = [plain[c] for c in fitted["kept"]]
+        out["dropped_correlated"] = {plain[k]: v for k, v in fitted["dropped"].items()}
+        out["correlation"] = fitted["correlation"].rename(index=plain, columns=plain).to_dict()
+        out["pca_explained_variance"] = fitted["pca_explained_variance"]
         return out
 
     def correlation_table(self) -> str:
@@ -232,20 +243,15 @@ class FeaturePipeline:
             "spec": {**self.spec.__dict__},
             "reference_year": self.reference_year,
             "numeric_columns": self.numeric_columns,
-            # Pickled once, so fitted states compare as bytes and load without refitting.
-            "transformer": pickle.dumps(self.transformer),
+            "names": list(self.names),
+            "parts": feature_blocks.state_dict(self.parts),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> FeaturePipeline:
-        if "transformer" not in state:
-            raise UserError(
-                "this checkpoint's features were fitted by movrec before 0.2 (hand-written "
-                "transformers): retrain it with python train.py"
-            )
         pipeline = cls(FeatureSpec(**state["spec"]))
         pipeline.reference_year = state["reference_year"]
         pipeline.numeric_columns = state["numeric_columns"]
-        pipeline.transformer = pickle.loads(state["transformer"])
-        pipeline.names = pipeline._names()
+        pipeline.names = list(state["names"])
+        pipeline.parts = feature_blocks.from_state(state["parts"])
         return pipeline

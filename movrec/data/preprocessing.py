@@ -128,7 +128,8 @@ class Preprocessing:
         if self.features is not None:
             tensors["features"] = torch.from_numpy(self.features.transform(frame, report))
         if self.tags is not None:
-            lists = tag_lists(frame, report if self.features is None else None)  # counted once
+            counted = self.features.parsed_columns() if self.features is not None else set()
+            lists = tag_lists(frame, report, frozenset(counted))  # each malformed cell once
             tensors["tags"] = torch.from_numpy(self.tags.encode(lists, self.tag_length))
         if TARGET in frame.columns:
             tensors["rating"] = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32))

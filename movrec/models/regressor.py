@@ -2,16 +2,15 @@
 
 The paper's three models are one class; they differ only in the network's title tower:
 ``deep`` (random, trained), ``glove`` (GloVe, frozen), ``finetuned_glove`` (GloVe, trained).
-The network and the optimiser (and an optional scheduler) arrive as ``_partial_`` config
-nodes; the sizes come from the fitted datamodule, so a checkpoint rebuilds the module from
-its saved hyperparameters alone (``RatingRegressor.load_from_checkpoint``).
+The network, the optimiser and an optional scheduler arrive as plain settings (the optimiser
+and scheduler named from :data:`OPTIMIZERS` and :data:`SCHEDULERS`), never as callables: the
+saved hyperparameters are strings and numbers, so a checkpoint loads without running code and
+rebuilds the module from them alone.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import lightning as L
@@ -26,7 +25,14 @@ from movrec.models.components import RatingNet
 from movrec.models.metrics import RankingMetrics, regression_metrics
 
 OUTPUT_INITS = ("mean", "zero")
-DEFAULT_OPTIMIZER = partial(torch.optim.Adam, lr=1e-3)  # the paper's
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+}  # fmt: skip
+SCHEDULERS: dict[str, type] = {
+    "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
+    "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau,
+}
+DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}  # the paper's
 # What the fitted data tells the network (the rest of ``sizes`` is the target's scale).
 NET_SIZES = (
     "n_movie_ids", "vocab_size", "title_length", "n_features", "n_user_ids", "n_numeric",
@@ -34,10 +40,13 @@ NET_SIZES = (
 )  # fmt: skip
 
 
-def plain_partial(factory: Callable | None) -> Callable | None:
-    if isinstance(factory, partial):
-        return partial(factory.func, *factory.args, **factory.keywords)
-    return factory
+def named(settings: dict[str, Any], registry: dict[str, type], option: str) -> tuple[type, dict]:
+    """The class ``settings["name"]`` names in ``registry`` and the remaining settings."""
+    options = dict(settings)
+    name = options.pop("name", None)
+    if name not in registry:
+        raise UserError(f"{option}.name must be one of {list(registry)}, got {name!r}")
+    return registry[name], options
 
 
 def parameter_counts(module: nn.Module) -> dict[str, int]:
@@ -55,9 +64,9 @@ class RatingRegressor(L.LightningModule):
     def __init__(
         self,
         sizes: dict[str, Any],
-        net: Callable[..., RatingNet] = RatingNet,
-        optimizer: Callable[..., torch.optim.Optimizer] = DEFAULT_OPTIMIZER,
-        scheduler: Callable[..., Any] | None = None,
+        net: dict[str, Any] | None = None,
+        optimizer: dict[str, Any] = DEFAULT_OPTIMIZER,
+        scheduler: dict[str, Any] | None = None,
         output_init: str = "mean",
         ranking_k: int = 10,
         relevance_threshold: float = 4.0,
@@ -68,10 +77,15 @@ class RatingRegressor(L.LightningModule):
             raise UserError(f"model.output_init must be one of {list(OUTPUT_INITS)}")
         if ema_decay is not None and not 0 <= ema_decay < 1:
             raise UserError(f"model.ema_decay must be in [0, 1) or null, got {ema_decay}")
-        # Plain functools.partial in the checkpoint, not the config library's own subclass.
-        net, optimizer, scheduler = (plain_partial(f) for f in (net, optimizer, scheduler))
+        named(optimizer, OPTIMIZERS, "model.optimizer")  # a typo fails here, not after fitting
+        if scheduler is not None:
+            named(scheduler, SCHEDULERS, "model.scheduler")
         self.save_hyperparameters(logger=False)  # run.log_hparams logs the composed config
-        self.net = net(**{k: sizes[k] for k in NET_SIZES if k in sizes})
+        settings = dict(net or {})
+        known = set(inspect.signature(RatingNet).parameters) - set(NET_SIZES)
+        if unknown := sorted(set(settings) - known):
+            raise UserError(f"model.net: unknown setting(s) {unknown}; known: {sorted(known)}")
+        self.net = RatingNet(**{k: sizes[k] for k in NET_SIZES if k in sizes}, **settings)
         mean, std = sizes["target_mean"], sizes["target_std"]
         if output_init == "zero":
             mean, std = 0.0, 1.0
@@ -195,16 +209,15 @@ class RatingRegressor(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.hparams.optimizer
-        options = {}
+        factory, options = named(self.hparams.optimizer, OPTIMIZERS, "model.optimizer")
         # The fused kernel is 4-5x faster than the default on these small CPU steps.
-        accepts = inspect.signature(getattr(optimizer, "func", optimizer)).parameters
-        if "fused" in accepts and "fused" not in getattr(optimizer, "keywords", {}):
+        if "fused" in inspect.signature(factory).parameters and "fused" not in options:
             options["fused"] = self.device.type in ("cpu", "cuda")
-        optimizer = optimizer(params, **options)
+        optimizer = factory(params, **options)
         if self.hparams.scheduler is None:
             return optimizer
-        scheduler = self.hparams.scheduler(optimizer)
+        factory, options = named(self.hparams.scheduler, SCHEDULERS, "model.scheduler")
+        scheduler = factory(optimizer, **options)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"},

@@ -1,0 +1,1 @@
+"""Serving a trained run: safe checkpoints, predictions, recommendations, the CLI."""
