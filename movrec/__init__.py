@@ -21,8 +21,8 @@ _EXPORTS = {
     "MovielensFiles": "movrec.data",
     "MovielensSynthetic": "movrec.data",
     "Checkpoint": "movrec.serving.checkpoint",
-    "RatingPredictor": "movrec.predict",
-    "Recommender": "movrec.recommender",
+    "RatingPredictor": "movrec.serving.predict",
+    "Recommender": "movrec.serving.recommender",
     "UserError": "movrec.errors",
 }
 

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from movrec.atomic import atomic_write  # noqa: E402
 from movrec.data.labels import movie_labels  # noqa: E402
-from movrec.selection import cross_half_loss  # noqa: E402
+from movrec.evaluation.selection import cross_half_loss  # noqa: E402
 
 
 class FitSummary(L.Callback):
@@ -36,7 +36,7 @@ class FitSummary(L.Callback):
 
     On one process and at most ``max_rows`` validation rows it also keeps each epoch's
     per-row squared errors (what ``validation_step`` returns) for the cross-half loss
-    (:mod:`movrec.selection`).
+    (:mod:`movrec.evaluation.selection`).
     """
 
     def __init__(self, max_rows: int = 100_000) -> None:

@@ -1,36 +1,60 @@
-"""Wire a composed config into datamodule, module and trainer; fit, test, write ``metrics.json``."""
+"""Wire a composed config into datamodule, module (or peer) and trainer; fit, test, write
+``metrics.json``. With :mod:`movrec.config`, the only module that reads the DictConfig: the
+rest of movrec gets typed arguments from here."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-import movrec.resolvers  # noqa: F401  (registers the config resolvers)
-from movrec import fold_in, topn
+import movrec.config  # noqa: F401  (registers the config resolvers and schemas)
+from movrec import peers
 from movrec.callbacks import EmbeddingProjector, FitSummary, RandomState, read_fit_summary
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
-from movrec.estimators import fit_estimator
-from movrec.models.regressor import parameter_counts
-from movrec.peers import fit_peer, is_peer
-from movrec.results import (
-    hydra_context,
+from movrec.evaluation.fold_in import SETTINGS as FOLD_IN_SETTINGS
+from movrec.evaluation.results import (
+    RunInfo,
     log_hparams,
     logged_test_metrics,
     run_metrics,
+    user_reports,
     write_metrics,
 )
+from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.serving.checkpoint import Checkpoint, SafeCheckpointIO, read_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def run_info(cfg: DictConfig) -> RunInfo:
+    """What the reports need of the config and the running Hydra job, as plain values."""
+    choices, overrides = {}, []
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        choices = {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra")}
+        overrides = list(hydra.overrides.task)
+    return RunInfo(
+        output_dir=Path(cfg.paths.output_dir),
+        seed=cfg.get("seed"),
+        ranking_k=cfg.model.get("ranking_k", 10),
+        relevance_threshold=cfg.model.get("relevance_threshold", 4.0),
+        choices=choices,
+        overrides=overrides,
+        settings={
+            group: OmegaConf.to_container(cfg[group], resolve=True)
+            for group in ("model", "data", "trainer")
+        },
+    )
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -80,6 +104,31 @@ def build_model(
     return model, glove
 
 
+def fit_peer(cfg: DictConfig, datamodule: FittedDataModule, info: RunInfo) -> dict[str, Any]:
+    """A peer (trees, Surprise) on the same rows: ``cfg.model`` less the network's settings,
+    which experiments set for every model choice (logged as ignored)."""
+    peer_class = get_class(cfg.model._target_)
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    network = set(inspect.signature(RatingRegressor).parameters)
+    if ignored := sorted(k for k in settings if k in network):
+        log.info("%s ignores the network's settings %s", peer_class.__name__, ignored)
+    options = {k: v for k, v in settings.items() if k not in network and k != "_target_"}
+    fields = peers.fit_and_test(
+        peer_class, options, datamodule, info.ranking_k, info.relevance_threshold
+    )
+    return run_metrics(info, datamodule, fields.pop("test"), **fields)
+
+
+def user_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The ranking evaluation's settings (users sampled, new users' fold-in)."""
+    fold = cfg.fold_in
+    return {
+        "max_users": cfg.get("top_n_users"),
+        "fold_in_history": list(fold.history),
+        "fold_in_settings": {name: fold.get(name) for name in FOLD_IN_SETTINGS},
+    }
+
+
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     """Fit on train, early-stop on val, test the best checkpoint (with ``refit=true``: a model
     refitted on train + validation); return what metrics.json holds."""
@@ -89,16 +138,16 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     resume = cfg.get("ckpt_path")
     if resume:  # a missing or damaged file fails now, not after the data is built
         read_checkpoint(resume, trust=bool(cfg.get("trust_checkpoint")))
+    info = run_info(cfg)
     datamodule = build_datamodule(cfg)
     if cfg.get("refit") and datamodule.hparams.get("split") == "cold_users":
         raise UserError(
             "data.split=cold_users chooses the fold-in on the validation users, whom refit=true "
             "would train on: add refit=false"
         )
-    model_class = get_class(cfg.model._target_)
-    if not issubclass(model_class, L.LightningModule):
-        metrics = (fit_peer if is_peer(model_class) else fit_estimator)(cfg, datamodule)
-        write_metrics(cfg, metrics)
+    if not issubclass(get_class(cfg.model._target_), L.LightningModule):
+        metrics = fit_peer(cfg, datamodule, info)
+        write_metrics(info, metrics)
         return metrics
     model, glove = build_model(cfg, datamodule)
 
@@ -121,22 +170,21 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         test, refit = logged_test_metrics(results), {}
     # The tested weights, whichever process tested them (ddp_spawn tests in its workers).
     tested = Checkpoint(best).model() if best and datamodule.has_users else model
-    top_n = top_n_report(tested, datamodule, cfg)
-    test.update(top_n.pop("model", {}))
+    ranked, top_n, folded = user_reports(tested, datamodule, **user_settings(cfg))
     metrics = run_metrics(
-        cfg,
+        info,
         datamodule,
-        test,
-        fold_in=new_users_report(tested, datamodule, cfg),
+        {**test, **ranked},
+        fold_in=folded,
         **fitted,
         parameters=parameter_counts(model),
         glove=glove,
         checkpoint=best or None,
         refit_epochs=refit.get("epochs_run"),
-        top_n_baselines=top_n or None,
+        top_n_baselines=top_n,
     )
-    log_hparams(cfg, trainer.loggers, metrics)
-    write_metrics(cfg, metrics)
+    log_hparams(info, trainer.loggers, metrics)
+    write_metrics(info, metrics)
     return metrics
 
 
@@ -172,42 +220,12 @@ def refit_on_train_and_val(
     return logged_test_metrics(results), checkpoint.best_model_path, refitted, model
 
 
-def top_n_report(
-    model: L.LightningModule, datamodule: FittedDataModule, cfg: DictConfig
-) -> dict[str, dict[str, float]]:
-    """Full-catalogue Recall / NDCG @ k of the tested model and of the popularity and
-    movie-bias rankings (:mod:`movrec.topn`); none without users."""
-    if not datamodule.has_users:
-        return {}
-    k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
-    start = time.perf_counter()
-    report = topn.evaluate(model, datamodule, k, threshold, cfg.get("top_n_users"))
-    log.info("full-catalogue top-%d (%.1f s): %s", k, time.perf_counter() - start, report)
-    return report
-
-
-def new_users_report(
-    model: L.LightningModule, datamodule: FittedDataModule, cfg: DictConfig
-) -> dict[str, Any] | None:
-    """On ``data.split=cold_users``: the fold-in from each configured history length."""
-    if not datamodule.has_users or datamodule.hparams.split != "cold_users":
-        return None
-    k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
-    report = {}
-    for n in cfg.fold_in.history:
-        settings = {name: cfg.fold_in.get(name) for name in fold_in.SETTINGS}
-        report[str(n)] = fold_in.evaluate(
-            model, datamodule, n, k, threshold, settings, cfg.get("top_n_users")
-        )
-    return report
-
-
-def data_overrides(cfg: DictConfig) -> dict[str, Any]:
+def data_overrides(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
     """The ``data.*`` settings given on this command line (e.g. ``data.movies.dir=`` for files
     that moved), typed as the composed config has them."""
     keys = {
         override.split("=", 1)[0].removeprefix("+").split(".")[1]
-        for override in hydra_context().get("overrides", [])
+        for override in overrides
         if override.lstrip("+").startswith("data.")
     }
     return {key: instantiate(cfg.data[key], _convert_="all") for key in keys}
@@ -219,24 +237,24 @@ def test_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     path = cfg.get("ckpt_path")
     if not path:
         raise UserError("fit=false tests a checkpoint: give ckpt_path=<path to a .ckpt>")
+    info = run_info(cfg)
     checkpoint = Checkpoint(path, trust=bool(cfg.get("trust_checkpoint")))
     model = checkpoint.model()
-    datamodule = checkpoint.datamodule(**data_overrides(cfg))
+    datamodule = checkpoint.datamodule(**data_overrides(cfg, info.overrides))
     trainer = build_trainer(cfg, callbacks=[], logger=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)
-    test, top_n = logged_test_metrics(results), top_n_report(model, datamodule, cfg)
-    test.update(top_n.pop("model", {}))
+    ranked, top_n, folded = user_reports(model, datamodule, **user_settings(cfg))
     metrics = run_metrics(
-        cfg,
+        info,
         datamodule,
-        test,
-        top_n_baselines=top_n or None,
-        fold_in=new_users_report(model, datamodule, cfg),
+        {**logged_test_metrics(results), **ranked},
+        top_n_baselines=top_n,
+        fold_in=folded,
         best_epoch=checkpoint.epoch,
         parameters=parameter_counts(model),
         checkpoint=str(path),
     )
-    write_metrics(cfg, metrics)
+    write_metrics(info, metrics)
     return metrics
 
 
@@ -246,6 +264,6 @@ def objective(metrics: dict[str, Any]) -> float | None:
     return math.sqrt(loss) if loss is not None else None
 
 
-def execute(cfg: DictConfig) -> dict[str, Any]:
+def fit_or_test(cfg: DictConfig) -> dict[str, Any]:
     """``fit=true`` (default) fits and tests; ``fit=false`` only tests ``ckpt_path``."""
     return fit_and_test(cfg) if cfg.fit else test_checkpoint(cfg)

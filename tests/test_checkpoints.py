@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from movrec.cli import main
 from movrec.errors import UserError
-from movrec.run import execute, fit_and_test
+from movrec.run import fit_and_test, fit_or_test
 from movrec.serving.checkpoint import (
     SEAL,
     Checkpoint,
@@ -22,6 +21,7 @@ from movrec.serving.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from movrec.serving.cli import main
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic", "trainer.max_epochs=2",
              "data.movies.n_movies=300", "data.ratings.n_users=100", "refit=false")  # fmt: skip
@@ -82,10 +82,10 @@ def test_a_payload_checkpoint_is_refused_and_never_runs(run, tmp_path, capsys):
         assert "posix.system" in err or "nt.system" in err
     cfg = make_cfg(tmp_path, *RECOMMEND, "fit=false", f"ckpt_path={bad}")
     with pytest.raises(UserError, match="refused"):
-        execute(cfg)
+        fit_or_test(cfg)
     cfg = make_cfg(tmp_path, *RECOMMEND, f"ckpt_path={bad}")  # a resume
     with pytest.raises(UserError, match="refused"):
-        execute(cfg)
+        fit_or_test(cfg)
     assert not marker.exists()
 
 
@@ -143,7 +143,7 @@ def test_damaged_checkpoints_are_refused_in_one_line(run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("movrec: error:") and str(path) in err and err.count("\n") == 1
         with pytest.raises(UserError):
-            execute(make_cfg(tmp_path, *RECOMMEND, f"ckpt_path={path}"))
+            fit_or_test(make_cfg(tmp_path, *RECOMMEND, f"ckpt_path={path}"))
 
 
 def test_a_write_that_fails_leaves_no_file_under_the_final_name(run, tmp_path, monkeypatch):

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from movrec.cli import main as movrec_main
 from movrec.console import run_job
 from movrec.data import MoviesDataModule, TmdbFiles, TmdbSynthetic
 from movrec.data.glove import TextFileGlove
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import MOVIES_FILE
 from movrec.errors import MissingFileError, UserError, find_user_error
+from movrec.serving.cli import main as movrec_main
 
 
 def movies_csv(n: int = 60) -> str:

@@ -20,8 +20,8 @@ from movrec.data.glove import PackageGlove
 from movrec.data.preprocessing import Preprocessing
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport, clean_movies, merge_credits
-from movrec.predict import RatingPredictor
 from movrec.run import fit_and_test
+from movrec.serving.predict import RatingPredictor
 
 ALL = {"numeric": True, "categorical": True, "text": True, "credits": True}
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_cfg
 from movrec.errors import UserError
-from movrec.peers import grid
+from movrec.peers.surprise import grid
 from movrec.run import fit_and_test
 
 pytest.importorskip("surprise")

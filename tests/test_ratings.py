@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import same_fit
-from movrec.baselines import fit_biases, score_predictions
 from movrec.data import (
     MovielensSynthetic,
     MoviesDataModule,
@@ -21,6 +20,7 @@ from movrec.data.splits import split_ratings
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport
 from movrec.data.vocab import UNKNOWN_ID_INDEX
+from movrec.evaluation.baselines import fit_biases, score_predictions
 from movrec.models.metrics import ranking_at_k
 
 FEATURES = {"numeric": True, "categorical": True, "credits": True, "vote_average": True}

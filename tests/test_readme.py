@@ -12,11 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import movrec.resolvers  # noqa: F401  (the config's resolvers)
+import movrec.config  # noqa: F401  (the config's resolvers)
 from conftest import CONF_DIR, ROOT, make_cfg
-from movrec.cli import build_parser
 from movrec.data.synthetic import make_tmdb
 from movrec.run import fit_and_test
+from movrec.serving.cli import build_parser
 
 README = (ROOT / "README.md").read_text()
 

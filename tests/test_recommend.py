@@ -11,15 +11,15 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import make_cfg, same_fit
-from movrec.cli import main
 from movrec.data.movielens import make_movielens
 from movrec.data.preprocessing import Preprocessing
-from movrec.fold_in import L2_GRID, RANKING_GRID, fold_in
-from movrec.recommender import Recommender, UnknownTitle
-from movrec.results import format_fold_in
-from movrec.run import execute, fit_and_test
+from movrec.evaluation.fold_in import L2_GRID, RANKING_GRID, fold_in
+from movrec.evaluation.results import format_fold_in
+from movrec.evaluation.topn import model_scores
+from movrec.run import fit_and_test, fit_or_test
 from movrec.serving.checkpoint import Checkpoint
-from movrec.topn import model_scores
+from movrec.serving.cli import main
+from movrec.serving.recommender import Recommender, UnknownTitle
 
 RECOMMEND = ("experiment=recommend", "data=movielens_synthetic")
 SMALL = ("trainer.max_epochs=2", "data.movies.n_movies=300", "data.ratings.n_users=100")
@@ -144,7 +144,7 @@ def test_checkpoint_rebuilds_the_run_without_refitting(trained, recommender):
 
 def test_retesting_the_checkpoint_gives_the_same_metrics(trained, tmp_path):
     metrics = trained[0]
-    again = execute(
+    again = fit_or_test(
         make_cfg(tmp_path, *RECOMMEND, "fit=false", f"ckpt_path={metrics['checkpoint']}")
     )
     assert again["test"] == pytest.approx(metrics["test"], rel=1e-5)
@@ -210,7 +210,7 @@ def test_same_seed_same_personalised_metrics(tmp_path):
 
 
 def test_history_is_each_users_first_ratings_and_users_without_more_are_left_out():
-    from movrec.fold_in import history_and_rest
+    from movrec.evaluation.fold_in import history_and_rest
 
     ratings = pd.DataFrame(
         {
@@ -261,7 +261,7 @@ def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
 def test_retesting_a_cold_users_checkpoint_repeats_the_fold_in(cold_users, tmp_path):
     metrics, _ = cold_users
     overrides = ("data.split=cold_users", "refit=false", "fold_in.history=[5]", "fit=false")
-    again = execute(
+    again = fit_or_test(
         make_cfg(tmp_path, *RECOMMEND, *overrides, f"ckpt_path={metrics['checkpoint']}")
     )
     assert again["fold_in"]["5"]["fold_in"] == pytest.approx(metrics["fold_in"]["5"]["fold_in"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from movrec.report import paired_by_split, write_report
+from movrec.evaluation.report import paired_differences, write_report
 
 
 def fake_job(sweep, number, overrides, r2=None):
@@ -74,12 +75,15 @@ def test_networks_and_trees_are_paired_per_split(tmp_path):
             (job / "metrics.json").write_text(json.dumps(metrics))
             number += 1
     table = write_report(tmp_path)
-    paired = paired_by_split(table)
-    column = "finetuned_glove − lightgbm"
-    assert paired[column][:2].tolist() == pytest.approx([0.02, -0.05])
-    assert paired[column].tolist()[2:] == [pytest.approx(-0.015), "1 of 2"]
+    (paired,) = paired_differences(table).to_dict("records")
+    # per split: 0.51 - 0.49 and 0.40 - 0.45 (the tree ran once per split)
+    assert paired["pair"] == "finetuned_glove − lightgbm" and paired["pairs"] == 2
+    assert paired["mean"] == pytest.approx(-0.015)
+    half = 12.7062 * np.std([0.02, -0.05], ddof=1) / np.sqrt(2)  # t(0.975, 1 df)
+    assert paired["ci95"] == pytest.approx([-0.015 - half, -0.015 + half], rel=1e-4)
+    assert paired["network_wins"] == "1 of 2" and paired["verdict"] == "level"
     report = (tmp_path / "summary.md").read_text()
-    assert "Network − trees" in report and "1 of 2" in report
+    assert "Network − peers, r2" in report and "-0.0150 [" in report and "level" in report
     # the aggregate pools split seeds and seeds: one row per model
     assert "0.4550 ± 0.0640" in report
 

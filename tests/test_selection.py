@@ -1,4 +1,4 @@
-"""The cross-half validation loss (movrec.selection) and what feeds it."""
+"""The cross-half validation loss (movrec.evaluation.selection) and what feeds it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from movrec.callbacks import FitSummary, read_fit_summary
 from movrec.data import MoviesDataModule, TmdbSynthetic
-from movrec.estimators import SIZED, STAGE_STEP, staged_squared_errors
+from movrec.evaluation.selection import cross_half_loss
 from movrec.models.regressor import RatingRegressor
-from movrec.selection import cross_half_loss
+from movrec.peers.trees import SIZED, STAGE_STEP, staged_squared_errors
 
 
 def test_a_candidate_best_on_every_row_scores_its_own_loss():

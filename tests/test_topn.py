@@ -1,4 +1,4 @@
-"""Full-catalogue top-N evaluation (movrec.topn) against a per-user reference computation."""
+"""Full-catalogue top-N evaluation (movrec.evaluation.topn) against a per-user reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from movrec.topn import (
+from movrec.evaluation.topn import (
     RecentPopularity,
     TopNTask,
     popularity_scores,

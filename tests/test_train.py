@@ -18,12 +18,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.multiprocessing.spawn import ProcessExitedException
 
-import movrec.resolvers  # noqa: F401  (the config's resolvers)
+import movrec.config  # noqa: F401  (the config's resolvers)
 from conftest import CONF_DIR, ROOT, make_cfg
 from movrec.data.synthetic import make_tmdb
-from movrec.predict import RatingPredictor
-from movrec.results import format_table
-from movrec.run import execute, fit_and_test
+from movrec.evaluation.results import format_table
+from movrec.run import fit_and_test, fit_or_test
+from movrec.serving.predict import RatingPredictor
 
 VARIANTS = ("deep", "glove", "finetuned_glove")
 
@@ -268,7 +268,7 @@ def _restore_torch_threads():
 def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_path):
     metrics, _ = runs["glove"]
     cfg = make_cfg(tmp_path, "model=glove", "fit=false", f"ckpt_path={metrics['checkpoint']}")
-    again = execute(cfg)
+    again = fit_or_test(cfg)
     assert again["test"] == pytest.approx(metrics["test"], rel=1e-6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["checkpoint"] == metrics["checkpoint"]
@@ -276,12 +276,12 @@ def test_train_false_retests_a_checkpoint_with_its_own_preprocessing(runs, tmp_p
     assert line.startswith(f"checkpoint of epoch {metrics['best_epoch']}, parameters")
     assert "None" not in line and "nan" not in line
     with pytest.raises(ValueError, match="ckpt_path"):
-        execute(make_cfg(tmp_path, "fit=false"))
+        fit_or_test(make_cfg(tmp_path, "fit=false"))
 
 
 def test_long_sweep_job_folder_names_are_shortened():
     """A sweep over many keys once crashed with "File name too long"."""
-    from movrec.resolvers import FOLDER_NAME_LIMIT, folder_name
+    from movrec.config import FOLDER_NAME_LIMIT, folder_name
 
     long = ",".join(f"model.net.option_{i}=value_{i}" for i in range(20))
     short = folder_name(long)

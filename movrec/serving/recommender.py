@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from movrec.data import FittedDataModule
 from movrec.data.labels import movie_labels
 from movrec.errors import UserError
-from movrec.fold_in import fold_in, popularity_prior
+from movrec.evaluation.fold_in import fold_in, popularity_prior
+from movrec.evaluation.topn import RecentPopularity, model_scores, popularity_scores
 from movrec.models.regressor import RatingRegressor
 from movrec.serving.checkpoint import Checkpoint
-from movrec.topn import RecentPopularity, model_scores, popularity_scores
 
 # New users: their liked movies are fitted as ratings of this value (MovieLens' top).
 LIKED_RATING = 5.0
@@ -167,12 +167,13 @@ class Recommender:
         """Recommendations for someone the model has never seen.
 
         Their ratings (``rated``: "Title=4.5"; each liked title counts as ``LIKED_RATING``)
-        are folded in as :func:`movrec.fold_in.fold_in` does on the cold_users split: only a
-        user vector and bias are fitted, pulled towards the learned unknown user. Movies are
-        ranked as that evaluation ranks them (``ranking``: the weights of
-        :data:`movrec.fold_in.RANKING_GRID`, default :data:`DEFAULT_RANKING`): predicted rating
-        plus the log of all-time and of recent popularity, "recent" being the years up to the
-        last training rating (the data's now). Genres restrict the candidates to those genres.
+        are folded in as :func:`movrec.evaluation.fold_in.fold_in` does on the cold_users
+        split: only a user vector and bias are fitted, pulled towards the learned unknown user.
+        Movies are ranked as that evaluation ranks them (``ranking``: the weights of
+        :data:`movrec.evaluation.fold_in.RANKING_GRID`, default :data:`DEFAULT_RANKING`):
+        predicted rating plus the log of all-time and of recent popularity, "recent" being the
+        years up to the last training rating (the data's now). Genres restrict the candidates
+        to those genres.
         """
         self._need_users()
         if not likes and not genres and not rated:

@@ -19,9 +19,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from movrec.console import FAILED_FILE  # noqa: E402
 from movrec.errors import USER_ERROR_EXIT_CODE, MissingFileError  # noqa: E402
@@ -74,7 +76,7 @@ def job_row(job: Path) -> dict[str, Any]:
 
 
 VALIDATION = ("val_loss", "val_loss_cross_half")  # the best validation loss, and how it holds
-# up when chosen on one half of the validation rows and scored on the other (movrec.selection)
+# up when chosen on one half of the validation rows and scored on the other (selection.py)
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
@@ -125,25 +127,50 @@ def aggregate(table: pd.DataFrame, varying: list[str]) -> pd.DataFrame | None:
     return result.reset_index()
 
 
-def paired_by_split(table: pd.DataFrame, metric: str = "r2") -> pd.DataFrame | None:
-    """Per split seed, each network's mean ``metric`` (over seeds) minus each tree model's: the
-    paired comparison, since a split moves every model together. None without both kinds."""
+LOWER_IS_BETTER = ("mae", "rmse", "loss")
+
+
+def paired_differences(table: pd.DataFrame, metric: str = "r2") -> pd.DataFrame | None:
+    """Each network minus each peer (trees, Surprise), paired on everything else the jobs vary
+    (split seed, seed, ...): a split moves every model together. Per pair of models: the mean
+    difference with its 95 % t-interval, how many pairs the network wins, and "ahead",
+    "behind" or "level" (the interval spans zero). None without both kinds of model."""
     done = table[table["status"] == "ok"]
-    if SPLIT_KEY not in done or "model" not in done or done["kind"].nunique() < 2:
+    if "model" not in done or metric not in done or done["kind"].nunique() < 2:
         return None
-    means = done.groupby([SPLIT_KEY, "model", "kind"])[metric].mean().reset_index()
-    wide = means.pivot(index=SPLIT_KEY, columns="model", values=metric)
-    kinds = dict(zip(means["model"], means["kind"], strict=False))
-    networks = [m for m in wide.columns if kinds[m] == "network"]
-    trees = [m for m in wide.columns if kinds[m] == "trees"]
-    pairs = pd.DataFrame(
-        {f"{n} − {t}": wide[n] - wide[t] for n in networks for t in trees}, index=wide.index
-    )
-    summary = pd.DataFrame(
-        [pairs.mean(), (pairs > 0).sum().map(lambda k: f"{k} of {len(pairs)}")],
-        index=["mean", "network ahead"],
-    )
-    return pd.concat([pairs.astype(object), summary]).rename_axis(SPLIT_KEY).reset_index()
+    keys = [c for c in done.columns if c in REPEAT_KEYS]
+    kinds = dict(zip(done["model"], done["kind"], strict=False))
+    runs = {model: rows for model, rows in done.groupby("model", sort=False)}
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    rows = []
+    for network in (m for m in runs if kinds[m] == "network"):
+        for peer in (m for m in runs if kinds[m] != "network"):
+            # Paired on what both vary: a peer run once per split meets the network's mean
+            # over seeds on that split.
+            both = [k for k in keys if min(runs[network][k].nunique(), runs[peer][k].nunique()) > 1]
+            means = [runs[m].groupby(both)[metric].mean() if both else runs[m][metric].mean()
+                     for m in (network, peer)]  # fmt: skip
+            difference = pd.Series(means[0] - means[1]).dropna()
+            summary = interval(difference.to_numpy())
+            if summary is None:
+                continue
+            wins = int((sign * difference > 0).sum())
+            low, high = summary["ci95"]
+            verdict = "level" if low <= 0 <= high else "ahead" if sign * low > 0 else "behind"
+            wins_of = f"{wins} of {len(difference)}"
+            rows.append({"pair": f"{network} − {peer}", "metric": metric, **summary,
+                         "network_wins": wins_of, "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows) if rows else None
+
+
+def interval(values: np.ndarray) -> dict[str, Any] | None:
+    """Mean and 95 % t-interval of paired differences (None for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "pairs": n}
 
 
 def comparison_figure(table: pd.DataFrame, varying: list[str]) -> plt.Figure:
@@ -167,7 +194,16 @@ def comparison_figure(table: pd.DataFrame, varying: list[str]) -> plt.Figure:
     return figure
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def format_paired(paired: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences as they read in a table: +0.0123 [−0.0041, +0.0287]."""
+    bounds = zip(paired["mean"], paired["ci95"], strict=True)
+    cells = [f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]" for m, (lo, hi) in bounds]
+    columns = {"pair": paired["pair"], "mean difference [95 % interval]": cells,
+               "network wins": paired["network_wins"], "": paired["verdict"]}  # fmt: skip
+    return pd.DataFrame(columns)
+
+
+def markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = [
@@ -182,13 +218,15 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     table, varying = jobs_table(sweep_dir)
     table.to_csv(sweep_dir / "summary.csv", index=False)
-    parts = [f"# Sweep {sweep_dir.name}", "", "## Jobs", "", _markdown(table)]
+    parts = [f"# Sweep {sweep_dir.name}", "", "## Jobs", "", markdown(table)]
     aggregated = aggregate(table, varying)
     if aggregated is not None:
-        parts += ["", "## Mean ± std over seeds / folds / splits", "", _markdown(aggregated)]
-    paired = paired_by_split(table)
-    if paired is not None:
-        parts += ["", "## Network − trees, R² per split (paired)", "", _markdown(paired)]
+        parts += ["", "## Mean ± std over seeds / folds / splits", "", markdown(aggregated)]
+    for metric in ("r2", "rmse"):
+        paired = paired_differences(table, metric)
+        if paired is not None:
+            parts += ["", f"## Network − peers, {metric} (paired, 95 % interval)", "",
+                      markdown(format_paired(paired))]  # fmt: skip
     (sweep_dir / "summary.md").write_text("\n".join(parts) + "\n")
     if (table["status"] == "ok").any():
         figure = comparison_figure(table, varying)

@@ -17,19 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import get_class
-from omegaconf import DictConfig
 
-from movrec.baselines import score_predictions
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
-from movrec.estimators import estimator_options
-from movrec.results import run_metrics
+from movrec.evaluation.baselines import score_predictions
 
 log = logging.getLogger(__name__)
 
 
-def is_peer(estimator_class: type) -> bool:
+def is_surprise(estimator_class: type) -> bool:
     return estimator_class.__module__.split(".")[0] == "surprise"
 
 
@@ -55,15 +51,17 @@ def grid(search: dict[str, list] | None) -> list[dict[str, Any]]:
     ]
 
 
-def fit_peer(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, Any]:
+def fit_and_test(
+    algorithm_class: type, options: dict[str, Any], datamodule: FittedDataModule,
+    ranking_k: int = 10, relevance_threshold: float = 4.0,
+) -> dict[str, Any]:  # fmt: skip
     """Choose the setting on validation RMSE, refit it on train + validation, test once."""
     if not datamodule.has_users:
         raise UserError(
-            f"model {cfg.model._target_} is a collaborative-filtering peer: it needs user "
+            f"model {algorithm_class.__name__} is a collaborative-filtering peer: it needs user "
             "ratings (data=movielens_tmdb, e.g. experiment=recommend)"
         )
-    estimator_class = get_class(cfg.model._target_)
-    options = estimator_options(cfg, estimator_class)
+    options = dict(options)
     search = options.pop("search", None)
     frames = datamodule.frames
     train, val, test = frames["train"], frames["val"], frames["test"]
@@ -73,28 +71,22 @@ def fit_peer(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, Any]:
     trainset = _trainset(train, scale)
     best_loss, best = None, {}
     for setting in grid(search):
-        algorithm = estimator_class(**{**options, **setting})
+        algorithm = algorithm_class(**{**options, **setting})
         algorithm.fit(trainset)
         pred = _predict(algorithm, val).clip(*scale)
         loss = float(np.mean((pred - val["rating"].to_numpy()) ** 2))
-        log.info("%s %s: validation MSE %.4f", estimator_class.__name__, setting, loss)
+        log.info("%s %s: validation MSE %.4f", algorithm_class.__name__, setting, loss)
         if best_loss is None or loss < best_loss:
             best_loss, best = loss, setting
-    log.info("%s: chosen on validation %s", estimator_class.__name__, best)
-    algorithm = estimator_class(**{**options, **best})
+    log.info("%s: chosen on validation %s", algorithm_class.__name__, best)
+    algorithm = algorithm_class(**{**options, **best})
     algorithm.fit(_trainset(seen, scale))
     seconds = time.perf_counter() - start
     target = torch.tensor(test["rating"].to_numpy(dtype=np.float32))
     scores = torch.tensor(_predict(algorithm, test), dtype=torch.float32)
-    metrics = score_predictions(
-        scores.clamp(*scale), target, torch.tensor(test["user_id"].to_numpy()), ranked_by=scores
+    users = torch.tensor(test["user_id"].to_numpy())
+    test_metrics = score_predictions(
+        scores.clamp(*scale), target, users, ranking_k, relevance_threshold, ranked_by=scores
     )
-    return run_metrics(
-        cfg,
-        datamodule,
-        metrics,
-        kind="peer",
-        best_val_loss=best_loss,
-        train_seconds=seconds,
-        chosen=best,
-    )
+    return {"test": test_metrics, "kind": "peer", "best_val_loss": best_loss,
+            "train_seconds": seconds, "chosen": best}  # fmt: skip

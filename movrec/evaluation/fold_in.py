@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movrec.baselines import fit_biases, score_predictions
 from movrec.errors import UserError
-from movrec.topn import (
+from movrec.evaluation.baselines import fit_biases, score_predictions
+from movrec.evaluation.topn import (
     RecentPopularity,
     ScoreUsers,
     TopNTask,
@@ -112,7 +112,7 @@ def popularity_prior(
     return overall + settings["recent_weight"] * torch.log1p(recent.double())
 
 
-def evaluate(
+def new_user_metrics(
     model: torch.nn.Module,
     datamodule: object,
     n: int,

@@ -16,15 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
 
-from movrec.baselines import score_predictions
 from movrec.data import FittedDataModule
 from movrec.errors import UserError
-from movrec.models.regressor import RatingRegressor
-from movrec.results import run_metrics
-from movrec.selection import cross_half_loss
+from movrec.evaluation.baselines import score_predictions
+from movrec.evaluation.selection import cross_half_loss
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ STAGE_STEP = 5  # trees between the sizes the cross-half loss compares
 
 def staged_squared_errors(estimator: Any, val: Arrays, sizes: int) -> np.ndarray:
     """Per-row squared validation errors of the fitted model cut at every STAGE_STEP-th size
-    (sizes x rows): what :func:`movrec.selection.cross_half_loss` chooses among."""
+    (sizes x rows): what :func:`movrec.evaluation.selection.cross_half_loss` chooses among."""
     X, y = val
     kept = range(STAGE_STEP, sizes + 1, STAGE_STEP)
     name = type(estimator).__name__
@@ -74,30 +70,19 @@ def staged_squared_errors(estimator: Any, val: Arrays, sizes: int) -> np.ndarray
     return np.stack([(np.asarray(p) - y) ** 2 for p in staged])
 
 
-def estimator_options(cfg: DictConfig, estimator_class: type) -> dict[str, Any]:
-    """``cfg.model`` without ``_target_`` and the neural-model keys experiments set for every
-    model choice (e.g. ``net``); those are logged as ignored."""
-    neural = set(inspect.signature(RatingRegressor).parameters)
-    options = OmegaConf.to_container(cfg.model, resolve=True)
-    unused = sorted(k for k in options if k in neural)
-    if unused:
-        log.info("%s ignores the neural-model options %s", estimator_class.__name__, unused)
-    return {k: v for k, v in options.items() if k not in neural and k != "_target_"}
-
-
-def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, Any]:
+def fit_and_test(
+    estimator_class: type, options: dict[str, Any], datamodule: FittedDataModule
+) -> dict[str, Any]:
     """Fit, choose the size on validation, refit on train + validation, test once."""
     if datamodule.model_sizes()["n_features"] == 0:
         raise UserError(
-            f"model {cfg.model._target_} needs metadata features: set data.features "
+            f"model {estimator_class.__name__} needs metadata features: set data.features "
             "(e.g. experiment=hybrid)"
         )
     splits = {
         name: (tensors["features"].numpy(), tensors["rating"].numpy())
         for name, tensors in ((s, datamodule.examples(s)) for s in ("train", "val", "test"))
     }
-    estimator_class = get_class(cfg.model._target_)
-    options = estimator_options(cfg, estimator_class)
     start = time.perf_counter()
     best_val_loss, size, cross_half = None, None, None
     if estimator_class.__name__ in SIZED:
@@ -116,13 +101,11 @@ def fit_estimator(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, An
     seconds = time.perf_counter() - start
     target = torch.from_numpy(splits["test"][1])
     pred = torch.as_tensor(estimator.predict(splits["test"][0]), dtype=target.dtype)
-    return run_metrics(
-        cfg,
-        datamodule,
-        score_predictions(pred, target),
-        kind="trees",
-        epochs_run=size,
-        best_val_loss=best_val_loss,
-        val_loss_cross_half=cross_half,
-        train_seconds=seconds,
-    )
+    return {
+        "test": score_predictions(pred, target),
+        "kind": "trees",
+        "epochs_run": size,
+        "best_val_loss": best_val_loss,
+        "val_loss_cross_half": cross_half,
+        "train_seconds": seconds,
+    }

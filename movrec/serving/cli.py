@@ -32,10 +32,10 @@ import pandas as pd
 from movrec.console import run_command, silence_known_noise
 from movrec.data import MovielensFiles, TmdbFiles
 from movrec.data.tmdb import read_table
-from movrec.predict import RatingPredictor
-from movrec.recommender import Recommender
-from movrec.report import write_report
+from movrec.evaluation.report import write_report
 from movrec.serving.checkpoint import latest_checkpoint
+from movrec.serving.predict import RatingPredictor
+from movrec.serving.recommender import Recommender
 
 
 def positive_int(text: str) -> int:
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def execute(args: argparse.Namespace) -> pd.DataFrame:
+def command_table(args: argparse.Namespace) -> pd.DataFrame:
     """The table a command prints."""
     if args.command == "report":
         return write_report(args.sweep_dir)
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def command() -> None:
-        table = execute(args)
+        table = command_table(args)
         if args.json:
             print(json.dumps(table.to_dict(orient="records"), indent=2, default=float))
         else:

@@ -5,34 +5,35 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
 
 from movrec.atomic import atomic_write
-from movrec.baselines import score_predictions, user_item_bias
 from movrec.data import FittedDataModule
+from movrec.evaluation import fold_in, topn
+from movrec.evaluation.baselines import score_predictions, user_item_bias
 
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("mae", "rmse", "r2")
 
 
-def hydra_context() -> dict[str, Any]:
-    """Group choices and overrides of the running Hydra job; empty outside one."""
-    if not HydraConfig.initialized():
-        return {}
-    hydra_cfg = HydraConfig.get()
-    return {
-        "choices": {
-            k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")
-        },
-        "overrides": list(hydra_cfg.overrides.task),
-    }
+@dataclass(frozen=True)
+class RunInfo:
+    """What the reports need to know of a run's configuration (:mod:`movrec.run` makes it)."""
+
+    output_dir: Path
+    seed: int | None = None
+    ranking_k: int = 10  # top-k of the ranking metrics
+    relevance_threshold: float = 4.0  # a rating at or above it is a relevant movie
+    choices: dict[str, str] = field(default_factory=dict)  # Hydra group choices
+    overrides: list[str] = field(default_factory=list)  # the command line's overrides
+    settings: dict[str, Any] = field(default_factory=dict)  # composed model / data / trainer
 
 
 def mean_baseline(datamodule: FittedDataModule) -> dict[str, float]:
@@ -41,16 +42,38 @@ def mean_baseline(datamodule: FittedDataModule) -> dict[str, float]:
     return score_predictions(torch.full_like(target, datamodule.preprocessing.target_mean), target)
 
 
-def bias_baseline(cfg: DictConfig, datamodule: FittedDataModule) -> dict[str, float] | None:
+def user_reports(
+    model: Any, datamodule: FittedDataModule, max_users: int | None,
+    fold_in_history: list[int], fold_in_settings: dict[str, float | None],
+) -> tuple[dict[str, float], dict[str, Any] | None, dict[str, Any] | None]:  # fmt: skip
+    """With users, what a tested model ranks: its full-catalogue metrics (for the test
+    metrics), the popularity and movie-bias rankings' (:mod:`movrec.evaluation.topn`), and on
+    ``data.split=cold_users`` the fold-in from each history length
+    (:mod:`movrec.evaluation.fold_in`). Nothing without users."""
+    if not datamodule.has_users:
+        return {}, None, None
+    k, threshold = model.hparams.ranking_k, model.hparams.relevance_threshold
+    start = time.perf_counter()
+    rankings = topn.catalogue_metrics(model, datamodule, k, threshold, max_users)
+    log.info("full-catalogue top-%d (%.1f s): %s", k, time.perf_counter() - start, rankings)
+    tested = rankings.pop("model")
+    if datamodule.hparams.split != "cold_users":
+        return tested, rankings, None
+    folded = {
+        str(n): fold_in.new_user_metrics(
+            model, datamodule, n, k, threshold, fold_in_settings, max_users
+        )
+        for n in fold_in_history
+    }
+    return tested, rankings, folded
+
+
+def bias_baseline(info: RunInfo, datamodule: FittedDataModule) -> dict[str, float] | None:
     """User + movie biases on the same split (user ratings only): the collaborative bar."""
     ratings = datamodule.user_ratings()
     if ratings is None:
         return None
-    return user_item_bias(
-        *ratings,
-        cfg.model.get("ranking_k", 10),
-        cfg.model.get("relevance_threshold", 4.0),
-    )
+    return user_item_bias(*ratings, info.ranking_k, info.relevance_threshold)
 
 
 def format_table(metrics: dict) -> str:
@@ -117,21 +140,21 @@ def run_facts(metrics: dict) -> list[str]:
 
 
 def run_metrics(
-    cfg: DictConfig, datamodule: FittedDataModule, test: dict[str, float], **fields: Any
+    info: RunInfo, datamodule: FittedDataModule, test: dict[str, float], **fields: Any
 ) -> dict[str, Any]:
     """What ``metrics.json`` holds; every kind of run fills in what it knows."""
     metrics = {
-        **hydra_context(),
-        "seed": cfg.get("seed"),
+        **({"choices": info.choices, "overrides": info.overrides} if info.choices else {}),
+        "seed": info.seed,
         "kind": "network",  # "trees", "peer": the report pairs networks with the others
         "chosen": None,  # trees and peers: the setting validation chose
         "test": test,
         "mean_baseline": mean_baseline(datamodule),
-        "bias_baseline": bias_baseline(cfg, datamodule),
+        "bias_baseline": bias_baseline(info, datamodule),
         "epochs_run": None,
         "best_epoch": None,
         "best_val_loss": None,
-        # Chosen on one half of the validation rows, scored on the other (movrec.selection).
+        # Chosen on one half of the validation rows, scored on the other (selection.py).
         "val_loss_cross_half": None,
         "seconds_per_epoch": None,
         "epoch_seconds": [],
@@ -143,7 +166,7 @@ def run_metrics(
         "refit_epochs": None,  # refit=true: epochs trained on train + validation for the test
         # With users: the full-catalogue metrics of the popularity and movie-bias rankings.
         "top_n_baselines": None,
-        "fold_in": None,  # data.split=cold_users: new users folded in (movrec.fold_in)
+        "fold_in": None,  # data.split=cold_users: new users folded in (movrec.evaluation.fold_in)
     }
     unknown = set(fields) - set(metrics)
     if unknown:
@@ -155,26 +178,19 @@ def logged_test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return {k.split("/", 1)[1]: float(v) for k, v in results[0].items() if k.startswith("test/")}
 
 
-def write_metrics(cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    output_dir = Path(cfg.paths.output_dir)
-    atomic_write(output_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
-    log.info("test metrics (%s):\n%s", output_dir / "metrics.json", format_table(metrics))
+def write_metrics(info: RunInfo, metrics: dict[str, Any]) -> None:
+    path = info.output_dir / "metrics.json"
+    atomic_write(path, json.dumps(metrics, indent=2).encode())
+    log.info("test metrics (%s):\n%s", path, format_table(metrics))
     if metrics.get("fold_in"):
         log.info("%s", format_fold_in(metrics["fold_in"]))
 
 
-def log_hparams(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, Any]) -> None:
+def log_hparams(info: RunInfo, loggers: list[Logger], metrics: dict[str, Any]) -> None:
     """The run's settings with its final metrics, so TensorBoard's HParams tab lines up the
     jobs of a sweep. Written once, at the end: Lightning's own hparams logging (switched off
     in the module and datamodule) writes no metrics and refuses keys both of them have."""
-    params = {
-        "choice": hydra_context().get("choices", {}),
-        "seed": cfg.get("seed"),
-        **{
-            group: OmegaConf.to_container(cfg[group], resolve=True)
-            for group in ("model", "data", "trainer")
-        },
-    }
+    params = {"choice": info.choices, "seed": info.seed, **info.settings}
     final = {f"hp/test_{k}": v for k, v in metrics["test"].items() if k != "loss"}
     if metrics["best_val_loss"] is not None:
         final["hp/best_val_loss"] = metrics["best_val_loss"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movrec.baselines import fit_biases
+from movrec.evaluation.baselines import fit_biases
 
 CHUNK_ROWS = 1 << 18  # user-movie pairs scored at once
 
@@ -131,7 +131,7 @@ def model_scores(
     return score
 
 
-def evaluate(
+def catalogue_metrics(
     model: torch.nn.Module,
     datamodule: object,
     k: int,

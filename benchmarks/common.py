@@ -1,0 +1,40 @@
+"""What the benchmarks share: composing the train config, and the bare PyTorch loop that
+every timing is set beside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from lightning.fabric.utilities.apply_func import move_data_to_device
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = [
+    "logger=none",
+    "callbacks=none",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_checkpointing=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_training_epoch(model, optimizer, batches, device: torch.device) -> None:
+    model.train()
+    for batch in batches:
+        batch = move_data_to_device(batch, device)
+        loss = F.mse_loss(model(batch), batch["rating"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
