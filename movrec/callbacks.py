@@ -34,15 +34,16 @@ class FitSummary(L.Callback):
     one thing Lightning hands back from ``ddp_spawn``'s worker processes, so a run on any
     strategy reads them from the same place (:func:`read_fit_summary`).
 
-    On one process and at most ``max_rows`` validation rows it also keeps each epoch's
+    On one process and at most ``MAX_ROWS`` validation rows it also keeps each epoch's
     per-row squared errors (what ``validation_step`` returns) for the cross-half loss
     (:mod:`movrec.evaluation.selection`).
     """
 
-    def __init__(self, max_rows: int = 100_000) -> None:
+    MAX_ROWS = 100_000  # more (millions of ratings) would be copied every epoch for nothing
+
+    def __init__(self) -> None:
         self.seconds: list[float] = []
         self.best_epoch: int | None = None
-        self.max_rows = max_rows
         self.errors: list[torch.Tensor] = []
         self._epoch_errors: list[torch.Tensor] = []
         self._epoch_rows = 0
@@ -61,11 +62,11 @@ class FitSummary(L.Callback):
         if not (fitting and trainer.world_size == 1 and isinstance(outputs, torch.Tensor)):
             return
         self._epoch_rows += len(outputs)
-        if self._epoch_rows <= self.max_rows:  # past it, nothing more is copied this epoch
+        if self._epoch_rows <= self.MAX_ROWS:  # past it, nothing more is copied this epoch
             self._epoch_errors.append(outputs.reshape(-1).float().cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._epoch_errors and self._epoch_rows <= self.max_rows:
+        if self._epoch_errors and self._epoch_rows <= self.MAX_ROWS:
             self.errors.append(torch.cat(self._epoch_errors))
         self._epoch_errors, self._epoch_rows = [], 0
 

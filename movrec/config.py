@@ -1,14 +1,29 @@
-"""OmegaConf resolvers the configs in ``conf/`` use; registered when ``movrec.run`` is imported."""
+"""What Hydra needs from movrec, registered when :mod:`movrec.run` is imported: the resolvers
+``conf/`` uses, and the code's defaults as config schemas.
+
+The defaults of a setting live in one place, the signature of the class it configures
+(:class:`RatingNet`, :class:`RatingRegressor`, :class:`FeatureSpec`, the datamodules, the
+synthetic sources). Each is stored as a config (group ``schema``) that a YAML file composes
+under itself (``- /schema/net@net``), so the YAML lists only what it changes while Hydra still
+knows every key: ``model.net.dropout=0.2`` works, ``model.net.dropuot=0.2`` fails.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from movrec.data import MovielensSynthetic, MoviesDataModule, RatingsDataModule, TmdbSynthetic
+from movrec.data.feature_spec import FeatureSpec
 from movrec.errors import USER_ERROR_EXIT_CODE
+from movrec.models.components import RatingNet
+from movrec.models.regressor import NET_SIZES, RatingRegressor
 
 
 def unique_dir(path: str) -> str:
@@ -61,3 +76,30 @@ def paper_title_encoding(title_init: str) -> str:
 OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
 OmegaConf.register_new_resolver("paper_title_encoding", paper_title_encoding, replace=True)
+
+
+def defaults_of(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keyword defaults of ``cls`` and the classes it passes ``**kwargs`` on to (its
+    bases'), the subclass's winning; tuples become lists, as YAML has them."""
+    defaults: dict[str, Any] = {}
+    for klass in reversed([k for k in cls.__mro__ if "__init__" in vars(k)]):
+        for name, parameter in inspect.signature(klass.__init__).parameters.items():
+            if parameter.default is inspect.Parameter.empty or name in exclude:
+                continue
+            value = parameter.default
+            defaults[name] = list(value) if isinstance(value, tuple) else value
+    return defaults
+
+
+DATA_INPUTS = ("movies", "ratings", "glove", "features")  # sources and options set by YAML
+SCHEMAS = {
+    "net": defaults_of(RatingNet, NET_SIZES),
+    "rating_regressor": defaults_of(RatingRegressor, ("sizes", "net", "optimizer", "scheduler")),
+    "features": defaults_of(FeatureSpec),
+    "movies_datamodule": defaults_of(MoviesDataModule, DATA_INPUTS),
+    "ratings_datamodule": defaults_of(RatingsDataModule, DATA_INPUTS),
+    "tmdb_synthetic": defaults_of(TmdbSynthetic),
+    "movielens_synthetic": defaults_of(MovielensSynthetic),
+}
+for _name, _node in SCHEMAS.items():
+    ConfigStore.instance().store(group="schema", name=_name, node=_node)

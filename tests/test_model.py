@@ -12,9 +12,9 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from movrec.data import MoviesDataModule, TmdbSynthetic
 from movrec.data.vocab import PAD_INDEX
-from movrec.models.averaging import ExponentialMovingAverage
 from movrec.models.components import PADDING_INDEX, TitleEncoder
 from movrec.models.regressor import RatingRegressor, parameter_counts
+from movrec.models.shortcuts import ExponentialMovingAverage, QuickHookName
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def test_the_optimiser_and_scheduler_come_from_their_names(dm):
 
 
 def test_lightnings_hook_name_bypasses_module_setattr(dm, monkeypatch):
-    """Lightning sets ``_current_fx_name`` ~45 times a step; it must not go through
-    nn.Module.__setattr__ (a tenth of an epoch on CPU)."""
+    """Pinned to Lightning: a training step still sets ``_current_fx_name`` on the module (the
+    attribute QuickHookName short-cuts), and it no longer goes through nn.Module.__setattr__."""
     model = regressor(dm.model_sizes())
     calls = []
     original = torch.nn.Module.__setattr__
@@ -160,6 +160,39 @@ def test_lightnings_hook_name_bypasses_module_setattr(dm, monkeypatch):
     model._current_fx_name = "training_step"
     model.anything = 1
     assert calls == ["anything"] and model._current_fx_name == "training_step"
+
+    monkeypatch.undo()
+    seen = []
+    quick = QuickHookName.__setattr__
+
+    def spy(self, name, value):
+        if name == "_current_fx_name":
+            seen.append(value)
+        quick(self, name, value)
+
+    monkeypatch.setattr(QuickHookName, "__setattr__", spy)
+    trainer = L.Trainer(
+        max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(regressor(dm.model_sizes()), datamodule=dm)
+    assert seen.count("training_step") >= 2
+
+
+def test_the_moving_average_reads_what_lightning_keeps(dm):
+    """Pinned to Lightning: WeightAveraging keeps its AveragedModel in ``_average_model`` and
+    the step of its last update in ``_latest_update_step``, which ExponentialMovingAverage
+    reads and advances."""
+    average = ExponentialMovingAverage(0.9)
+    trainer = L.Trainer(
+        max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        callbacks=[average],
+    )  # fmt: skip
+    trainer.fit(regressor(dm.model_sizes()), datamodule=dm)
+    assert isinstance(average._average_model, torch.optim.swa_utils.AveragedModel)
+    assert average._latest_update_step == trainer.global_step == 3
+    assert int(average._average_model.n_averaged) == 3
 
 
 def test_planted_signal_separates_working_from_broken_models():

@@ -99,10 +99,11 @@ def test_a_resumed_fit_keeps_the_earlier_epochs_errors(tmp_path):
     assert all(a.equal(b) for a, b in zip(first.errors, resumed.errors[:2], strict=True))
 
 
-def test_no_errors_are_kept_for_a_validation_set_over_max_rows():
+def test_no_errors_are_kept_for_a_validation_set_over_max_rows(monkeypatch):
     dm = MoviesDataModule(TmdbSynthetic(n_movies=300, seed=7))
     dm.setup()
-    summary = FitSummary(max_rows=10)
+    monkeypatch.setattr(FitSummary, "MAX_ROWS", 10)
+    summary = FitSummary()
     trainer = L.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, callbacks=[summary],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -36,12 +36,13 @@ class RatingsDataModule(FittedDataModule):
         ratings: Any,
         split: str = "random",
         unknown_user_rate: float = 0.05,
+        drop_unrated: bool = False,
+        batch_size: int = 256,
         **shared: Any,
     ):
         """``shared``: the options every datamodule has (see :class:`FittedDataModule`); here
-        unrated movies are kept (users rate them) and batches hold 256 ratings by default."""
-        shared = {"drop_unrated": False, "batch_size": 256, **shared}
-        super().__init__(movies, **shared)
+        unrated movies are kept (users rate them) and batches hold 256 ratings."""
+        super().__init__(movies, drop_unrated=drop_unrated, batch_size=batch_size, **shared)
         if not hasattr(ratings, "read"):
             raise UserError(
                 "data.ratings must be a ratings source (movielens_files or movielens_synthetic)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+import torch
 
 from movrec.data.movielens import make_movielens, read_movielens
 from movrec.data.synthetic import make_tmdb
@@ -77,3 +78,9 @@ class MovielensSynthetic:
     def read(self, movies: pd.DataFrame) -> RawRatings:
         ratings, links, _ = make_movielens(movies, **asdict(self))
         return RawRatings(ratings, links, {"ratings": f"synthetic({asdict(self)})"})
+
+
+# Saved with a datamodule's settings in every checkpoint: movrec's own frozen dataclasses of
+# strings and numbers, the only classes a checkpoint may name (torch.load(weights_only=True)).
+SOURCES = (TmdbFiles, TmdbSynthetic, MovielensFiles, MovielensSynthetic)
+torch.serialization.add_safe_globals(list(SOURCES))

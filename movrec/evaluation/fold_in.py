@@ -56,8 +56,7 @@ def fold_in(
     try:
         with torch.no_grad():
             movie = net.movie({k: v[rows] for k, v in movies.items()})
-        start_vector = net.users.embedding.weight[0].detach()
-        start_bias = net.users.bias.weight[0, 0].detach()
+        start_vector, start_bias = model.unknown_user()
         vectors = start_vector.repeat(n_users, 1).requires_grad_(True)
         bias = start_bias.repeat(n_users).requires_grad_(True)
         target = (ratings - model.target_mean) / model.target_std
@@ -65,8 +64,7 @@ def fold_in(
         optimizer = torch.optim.Adam([vectors, bias], lr=lr)
         for _ in range(steps):
             optimizer.zero_grad()
-            raw = net.rate(vectors[users], bias[users], movie)
-            raw = raw.mean(-1) if raw.dim() == 2 else raw
+            raw = model.standardised_rate(vectors[users], bias[users], movie)
             squared = torch.zeros(n_users).index_add_(0, users, (raw - target).square())
             penalty = (vectors - start_vector).square().sum(1) + (bias - start_bias).square()
             (squared / counts + l2 * penalty).sum().backward()
@@ -132,7 +130,7 @@ def new_user_metrics(
         raise UserError(f"unknown fold_in settings {sorted(unknown)}; known: {list(SETTINGS)}")
     settings = {name: (settings or {}).get(name) for name in SETTINGS}
     seen, val, test = (datamodule.frames[name] for name in ("train", "val", "test"))
-    context = _Context(model, datamodule, seen, k, threshold, max_users)
+    context = CatalogueFoldIn(model, datamodule, seen, k, threshold, max_users)
     if settings["l2"] is None:
         settings["l2"] = min(L2_GRID, key=lambda c: context.fold(val, n, c).rmse())
     if any(settings[name] is None for name in RANKING_GRID):
@@ -142,9 +140,9 @@ def new_user_metrics(
     return out
 
 
-class _Context:
-    """What every fold-in of one run shares: the model, the catalogue, the training ratings'
-    popularity rankings."""
+class CatalogueFoldIn:
+    """Folds users into one trained model against its catalogue: what every fold-in of a run
+    shares (the model, the movies, the training ratings' popularity rankings)."""
 
     def __init__(self, model, datamodule, seen, k, threshold, max_users):
         self.model, self.seen, self.k, self.threshold = model, seen, k, threshold
@@ -154,14 +152,14 @@ class _Context:
         self.popularity = popularity_scores(seen, self.movie_ids)
         self.recent = RecentPopularity(seen, self.movie_ids)
 
-    def fold(self, users_ratings: pd.DataFrame, n: int, l2: float) -> _Folded:
-        return _Folded(self, users_ratings, n, l2)
+    def fold(self, users_ratings: pd.DataFrame, n: int, l2: float) -> FoldedUsers:
+        return FoldedUsers(self, users_ratings, n, l2)
 
 
-class _Folded:
+class FoldedUsers:
     """One set of users' first ``n`` ratings folded in, ready to be scored and ranked."""
 
-    def __init__(self, context: _Context, users_ratings: pd.DataFrame, n: int, l2: float):
+    def __init__(self, context: CatalogueFoldIn, users_ratings: pd.DataFrame, n: int, l2: float):
         self.context, self.n = context, n
         ids = context.movie_ids
         self.history, self.rest = history_and_rest(users_ratings, n)
@@ -239,10 +237,8 @@ class _Folded:
         context, model = self.context, self.context.model
         target = torch.tensor(self.rest["rating"].to_numpy(dtype=np.float32))
         prior = self.prior(settings)
-        unknown = (
-            model.net.users.embedding.weight[:1].detach().expand(len(self.users), -1),
-            model.net.users.bias.weight[0].detach().expand(len(self.users)),
-        )
+        vector, bias = model.unknown_user()
+        unknown = (vector.expand(len(self.users), -1), bias.expand(len(self.users)))
         out = {}
         for name, (vectors, bias) in {
             "fold_in": (self.vectors, self.bias),

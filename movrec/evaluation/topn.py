@@ -146,10 +146,7 @@ def catalogue_metrics(
     movie_ids = pd.Index(movies["movie_id"])
     task = TopNTask.build(seen, test, movie_ids, threshold, max_users)
     index = torch.from_numpy(datamodule.preprocessing.users.encode(task.users))
-    users = model.net.users
-    scores = model_scores(
-        model, tensors, users.embedding.weight[index], users.bias.weight[index].squeeze(-1)
-    )
+    scores = model_scores(model, tensors, *model.user_vectors(index))
     mean, _, movie_bias = fit_biases(seen)
     bias = torch.tensor(mean + movie_bias.reindex(movie_ids, fill_value=0.0).to_numpy())
     return {

@@ -20,9 +20,9 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from movrec.errors import UserError
-from movrec.models.averaging import ExponentialMovingAverage
 from movrec.models.components import RatingNet
 from movrec.models.metrics import RankingMetrics, regression_metrics
+from movrec.models.shortcuts import ExponentialMovingAverage, QuickHookName
 
 OUTPUT_INITS = ("mean", "zero")
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -55,7 +55,7 @@ def parameter_counts(module: nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "frozen": frozen}
 
 
-class RatingRegressor(L.LightningModule):
+class RatingRegressor(QuickHookName, L.LightningModule):
     """Predictions are ``target_mean + target_std * net(batch)``: the network starts near the
     training mean, so an undertrained model is no worse than the mean predictor
     (``output_init="zero"``: the paper's plain linear output, starting near 0). Outside
@@ -98,15 +98,6 @@ class RatingRegressor(L.LightningModule):
         self.test_metrics = regression_metrics("test/")
         self.test_ranking = RankingMetrics(ranking_k, "test/") if self.has_users else None
 
-    def __setattr__(self, name: str, value: object) -> None:
-        # Lightning records the running hook's name on the module about 45 times per training
-        # step; nn.Module.__setattr__ first checks every name against parameters, buffers and
-        # submodules, which costs about a tenth of an epoch of this small model on CPU.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     @property
     def has_users(self) -> bool:
         return self.net.users is not None
@@ -118,17 +109,37 @@ class RatingRegressor(L.LightningModule):
         """Unclipped ratings, one column per head when the network has several."""
         return self.target_mean + self.target_std * self.net(batch)
 
+    @staticmethod
+    def heads_mean(outputs: torch.Tensor) -> torch.Tensor:
+        """What several heads predict together: their mean (one head: its output)."""
+        return outputs.mean(-1) if outputs.dim() == 2 else outputs
+
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted ratings before clipping: what rankings order by (clipping would tie every
-        movie predicted above the scale's top). Several heads predict their mean."""
-        members = self.members(batch)
-        return members.mean(-1) if members.dim() == 2 else members
+        movie predicted above the scale's top)."""
+        return self.heads_mean(self.members(batch))
+
+    def standardised_rate(
+        self, user: torch.Tensor, bias: torch.Tensor, movie: torch.Tensor
+    ) -> torch.Tensor:
+        """Ratings of aligned user vectors, user biases and movie encodings in the network's
+        own units (training targets are standardised): what a new user's fold-in fits."""
+        return self.heads_mean(self.net.rate(user, bias, movie))
 
     def rate(self, user: torch.Tensor, bias: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """Unclipped ratings of aligned user vectors, user biases and movie encodings (the
         catalogue scored from one encoding per movie; new users' fitted vectors)."""
-        raw = self.net.rate(user, bias, movie)
-        return self.target_mean + self.target_std * (raw.mean(-1) if raw.dim() == 2 else raw)
+        return self.target_mean + self.target_std * self.standardised_rate(user, bias, movie)
+
+    def user_vectors(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learned vectors (n, dim) and biases (n,) of the users at ``index`` (0: unknown)."""
+        users = self.net.users
+        return users.embedding.weight[index].detach(), users.bias.weight[index, 0].detach()
+
+    def unknown_user(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vector (dim,) and bias () learned for users not seen in training."""
+        vectors, biases = self.user_vectors(torch.tensor([0]))
+        return vectors[0], biases[0]
 
     def clip(self, ratings: torch.Tensor) -> torch.Tensor:
         """Ratings within the range seen in training."""

@@ -28,14 +28,11 @@ from movrec.atomic import atomic_write
 from movrec.data import DATAMODULES, FittedDataModule
 from movrec.data.features import FeaturePipeline
 from movrec.data.preprocessing import Preprocessing
-from movrec.data.sources import MovielensFiles, MovielensSynthetic, TmdbFiles, TmdbSynthetic
+from movrec.data.sources import SOURCES
 from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import OPTIMIZERS, SCHEDULERS, RatingRegressor
 
-# The data sources saved with the datamodule's settings: movrec's own frozen dataclasses of
-# strings and numbers, the only classes a checkpoint may name.
-SAFE_TYPES = (TmdbFiles, TmdbSynthetic, MovielensFiles, MovielensSynthetic)
-torch.serialization.add_safe_globals(list(SAFE_TYPES))
+SAFE_TYPES = SOURCES  # the only classes a checkpoint may name (registered with torch there)
 
 SEAL = "movrec_seal"  # {"format": 1, "checksum": sha256 of everything else}
 FORMAT = 1

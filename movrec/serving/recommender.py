@@ -185,8 +185,7 @@ class Recommender:
         if len(rows):
             vector, bias = fold_in(self.model, self.tensors, users, rows, ratings, 1, l2)
         else:
-            vector = self.model.net.users.embedding.weight[:1].detach()
-            bias = self.model.net.users.bias.weight[0].detach()
+            vector, bias = (t[None] for t in self.model.unknown_user())
         predicted = model_scores(self.model, self.tensors, vector, bias)(torch.tensor([0]))[0]
         seen, _ = self.datamodule.user_ratings()
         ranking = {**DEFAULT_RANKING, **(ranking or {})}

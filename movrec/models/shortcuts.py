@@ -1,11 +1,16 @@
-"""An exponential moving average of the weights, as a Lightning callback that costs little per step.
+"""Speed shortcuts that lean on Lightning's internals, kept here together because each was
+measured to pay on today's model (docs/speed.md), and each is pinned by a test of the Lightning
+behaviour it relies on (``tests/test_model.py``), so an upgrade fails a test instead of
+silently changing results or speed.
 
-Lightning's ``WeightAveraging`` with torch's EMA function gives the right average, but its
-``AveragedModel.update_parameters`` walks both module trees and regroups every tensor by device
-and dtype on every step: on this project's small CPU steps, seven times the cost of the
-arithmetic. Here the tensor pairs are listed once per fit and each step is one foreach lerp,
-the same arithmetic in the same order, so the same weights (``tests/test_model.py`` checks them
-bit for bit against Lightning's callback); the hybrid epoch is 12-19 % shorter (README, Speed).
+- :class:`QuickHookName`: Lightning records the running hook's name on the module
+  (``_current_fx_name``) dozens of times per training step; ``nn.Module.__setattr__`` checks
+  every name against parameters, buffers and submodules first.
+- :class:`ExponentialMovingAverage`: Lightning's ``WeightAveraging`` with torch's EMA function,
+  whose ``AveragedModel.update_parameters`` walks both module trees and regroups every tensor on
+  every step; here the tensor pairs are listed once per fit (reading the callback's private
+  ``_average_model`` and ``_latest_update_step``) and a step is one foreach lerp: the same
+  arithmetic in the same order, bit for bit the same weights.
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+
+class QuickHookName:
+    """Mixed into the LightningModule: the hook name goes straight into the instance dict."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
 
 class ExponentialMovingAverage(WeightAveraging):
