@@ -29,9 +29,8 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from lightning.fabric.utilities.apply_func import move_data_to_device
 
-from benchmarks.common import QUIET, ROOT, bare_training_epoch, compose_cfg, synchronize
+from benchmarks.common import QUIET, ROOT, bare_loop_seconds, compose_cfg
 from benchmarks.ratings import RATINGS_SHAPES, print_ratings, ratings_benchmark
 from movrec.console import silence_known_noise
 from movrec.run import build_datamodule, build_model, fit_and_test
@@ -62,20 +61,7 @@ def plain_loop_seconds(variant: str, data: list[str], epochs: int) -> list[float
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg)
     model, _ = build_model(cfg, datamodule)
-    device = trainer_device(cfg)
-    model.to(device)
-    optimizer = model.configure_optimizers()
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
-        model.eval()
-        with torch.no_grad():
-            for batch in datamodule.val_dataloader():
-                model(move_data_to_device(batch, device))
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return bare_loop_seconds(model, datamodule, trainer_device(cfg), epochs, validate=True)
 
 
 def trainer_device(cfg) -> torch.device:
@@ -106,7 +92,7 @@ def cli_seconds(data: list[str], log_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -128,6 +114,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "overrides", nargs="*", help="more Hydra overrides, e.g. glove=text glove.source.path=..."
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     silence_known_noise()
     extra = ([f"trainer={args.trainer}"] if args.trainer else []) + args.overrides

@@ -3,6 +3,7 @@ every timing is set beside."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -38,3 +39,21 @@ def bare_training_epoch(model, optimizer, batches, device: torch.device) -> None
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+def bare_loop_seconds(model, datamodule, device: torch.device, epochs: int, validate: bool):
+    """Seconds per epoch of the bare loop (and, with ``validate``, a pass over validation)."""
+    model.to(device)
+    optimizer = model.configure_optimizers()
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
+        if validate:
+            model.eval()
+            with torch.no_grad():
+                for batch in datamodule.val_dataloader():
+                    model(move_data_to_device(batch, device))
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds

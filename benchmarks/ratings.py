@@ -12,7 +12,7 @@ import time
 import lightning as L
 import torch
 
-from benchmarks.common import QUIET, bare_training_epoch, compose_cfg, synchronize
+from benchmarks.common import QUIET, bare_loop_seconds, compose_cfg, synchronize
 from movrec.evaluation.results import logged_test_metrics
 from movrec.run import build_datamodule, build_model, build_trainer
 
@@ -88,14 +88,7 @@ def ratings_benchmark(
 
     model, _ = build_model(cfg, datamodule)
     device = trainer.strategy.root_device
-    model.to(device)
-    optimizer = model.configure_optimizers()
-    plain = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
-        synchronize(device)
-        plain.append(time.perf_counter() - start)
+    plain = bare_loop_seconds(model, datamodule, device, epochs, validate=False)
     out["plain_epoch_seconds"] = plain
     out["plain_ratings_per_second"] = train_rows / statistics.median(plain)
     out["peak_rss_gb"] = peak_rss_gb()

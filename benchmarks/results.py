@@ -20,7 +20,8 @@ import pandas as pd
 
 from movrec.evaluation.report import (
     format_paired,
-    jobs_table,
+    job_folders,
+    job_row,
     markdown,
     metric_columns,
     paired_differences,
@@ -44,12 +45,17 @@ def summarise(table: pd.DataFrame) -> dict:
     return models
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the results file: benchmarks/results/NAME.json")
     parser.add_argument("sweeps", nargs="+", help="sweep folders (logs/multiruns/<time>)")
-    args = parser.parse_args(argv)
-    table = pd.concat([jobs_table(Path(folder))[0] for folder in args.sweeps], ignore_index=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    jobs = [job for folder in args.sweeps for job in job_folders(Path(folder))]
+    table = pd.DataFrame([job_row(job) for job in jobs])
     paired = [paired_differences(table, metric) for metric in PAIRED_METRICS]
     paired = [p for p in paired if p is not None]
     result = {

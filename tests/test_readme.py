@@ -1,6 +1,6 @@
-"""Every command the README shows is one the project accepts: each `python train.py ...` composes
-(every job of a sweep), each `movrec ...` parses, the Python example runs. CI runs the cheap
-commands for real."""
+"""Every command the README and docs/ show is one the project accepts: each `python train.py ...`
+composes (every job of a sweep), each `movrec ...` and benchmark command parses, the Python
+example runs. CI runs the cheap commands for real."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ from movrec.data.synthetic import make_tmdb
 from movrec.run import fit_and_test
 from movrec.serving.cli import build_parser
 
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = "\n".join(page.read_text() for page in PAGES)
 
 
 def readme_commands(program: str) -> list[str]:
-    """Commands in code blocks and inline code that start with ``program``."""
-    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    """Commands in code blocks and inline code of the README and docs/ that start with
+    ``program``."""
+    blocks = re.findall(r"```bash\n(.*?)```", DOCS, flags=re.S)
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    prose = re.sub(r"```.*?```", "", README, flags=re.S).replace("\n", " ")
+    prose = re.sub(r"```.*?```", "", DOCS, flags=re.S).replace("\n", " ")
     lines += re.findall(r"`([^`]+)`", prose)
     found = [line.split(" #")[0].strip() for line in lines if line.strip().startswith(program)]
     return list(dict.fromkeys(found))
@@ -51,7 +53,8 @@ SWEEP_IS_SLOW = [pytest.param(c, marks=pytest.mark.slow) if " -m " in c else c f
 @pytest.mark.parametrize("command", SWEEP_IS_SLOW)
 def test_every_train_command_composes(command, tmp_path):
     args = shlex.split(placeholders(command))[2:]
-    args = [a for a in args if a != "-m"]
+    args = [a for a in args if not a.startswith("-")]  # -m, --cfg job: options, not overrides
+    args = [a for a in args if a != "job"]
     hydra_args = [a for a in args if a.startswith("hydra")]
     overrides = [a for a in args if not a.startswith("hydra")]
     # A sweep: every combination of the comma-separated values is a job that must compose.
@@ -73,13 +76,13 @@ def test_every_movrec_command_parses(command):
     assert args.command in ("similar", "user", "new-user", "predict", "report")
 
 
-PYTHON = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+PYTHON = re.findall(r"```python\n(.*?)```", DOCS, flags=re.S)
 
 
 def test_the_readme_python_snippet_runs(tmp_path, monkeypatch):
     """The README's Python example, as written, on a checkpoint trained here: only the
     placeholder path is replaced."""
-    assert PYTHON, "the README shows how to use movrec from Python"
+    assert PYTHON, "the docs show how to use movrec from Python"
     cfg = make_cfg(
         tmp_path, "experiment=hybrid", "trainer.max_epochs=1", "data.movies.n_movies=300"
     )
@@ -92,3 +95,27 @@ def test_the_readme_python_snippet_runs(tmp_path, monkeypatch):
         exec(re.sub(r'"[^"]*<time>[^"]*"', repr(str(checkpoint)), snippet), namespace)
         predictions = namespace["predictions"]
         assert len(predictions) == 20 and predictions["predicted_vote_average"].notna().all()
+
+
+BENCH = readme_commands("python -m benchmarks.bench")
+RESULTS = readme_commands("python benchmarks/results.py")
+
+
+@pytest.mark.parametrize("command", BENCH)
+def test_every_benchmark_command_parses(command):
+    from benchmarks.bench import build_parser
+
+    build_parser().parse_args(shlex.split(placeholders(command))[3:])
+
+
+@pytest.mark.parametrize("command", RESULTS)
+def test_every_results_command_parses(command):
+    from benchmarks.results import build_parser
+
+    args = build_parser().parse_args(shlex.split(placeholders(command))[2:])
+    assert args.name and args.sweeps
+
+
+def test_the_docs_show_their_benchmark_and_results_commands():
+    assert len(BENCH) >= 3 and len(RESULTS) >= 4
+    assert "README.md" in str(PAGES[0]) and len(PAGES) >= 4

@@ -97,3 +97,31 @@ def test_validation_losses_are_reported_beside_the_test(tmp_path):
     table = write_report(tmp_path)
     assert table["val_loss_cross_half"].tolist() == [0.44, 0.46]
     assert "0.4500 ± 0.0141" in (tmp_path / "summary.md").read_text()
+
+
+def test_results_file_pairs_networks_and_peers_across_sweeps(tmp_path, monkeypatch, capsys):
+    """benchmarks/results.py: per model mean / std, and network − peer over the pairs of
+    (split seed, seed) found in two sweep folders, with the t-interval computed by hand."""
+    from benchmarks import results
+
+    values = {"finetuned_glove": [0.50, 0.47, 0.52], "lightgbm": [0.48, 0.46, 0.53]}
+    for sweep, (model, r2s) in enumerate(values.items()):
+        for split, value in enumerate(r2s):
+            job = fake_job(tmp_path / f"s{sweep}", split, [f"model={model}",
+                           f"data.split_seed={split}", "seed=0"], value)  # fmt: skip
+            metrics = json.loads((job / "metrics.json").read_text())
+            metrics["kind"] = "trees" if model == "lightgbm" else "network"
+            (job / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "out")
+    assert results.main(["hybrid", str(tmp_path / "s0"), str(tmp_path / "s1")]) == 0
+    saved = json.loads((tmp_path / "out" / "hybrid.json").read_text())
+    network = saved["models"]["finetuned_glove"]["r2"]
+    assert network["mean"] == pytest.approx(np.mean(values["finetuned_glove"]))
+    assert network["std"] == pytest.approx(np.std(values["finetuned_glove"], ddof=1))
+    (r2,) = [p for p in saved["paired"] if p["metric"] == "r2"]
+    differences = np.subtract(values["finetuned_glove"], values["lightgbm"])
+    half = 4.302653 * differences.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+    assert r2["mean"] == pytest.approx(differences.mean())
+    assert r2["ci95"] == pytest.approx([differences.mean() - half, differences.mean() + half])
+    assert r2["network_wins"] == "2 of 3" and r2["verdict"] == "level"
+    assert "finetuned_glove − lightgbm" in capsys.readouterr().out

@@ -55,6 +55,8 @@ def job_row(job: Path) -> dict[str, Any]:
         error = failed.read_text().strip() if failed.is_file() else "no metrics.json"
         return {**row, "status": "failed", "error": error}
     metrics = json.loads(path.read_text())
+    if "model" not in row and (metrics.get("choices") or {}).get("model"):
+        row["model"] = metrics["choices"]["model"]  # the default model: not an override
     parameters = metrics.get("parameters") or {}
     bias = metrics.get("bias_baseline") or {}
     return {
@@ -88,8 +90,8 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [*METRICS, *extra, *bias, *validation]
 
 
-def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Rows per job and the override keys that differ between jobs."""
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders in job order."""
     if not sweep_dir.is_dir():
         raise MissingFileError(f"{sweep_dir}: no such folder (a sweep's, e.g. logs/multiruns/...)")
     jobs = sorted(
@@ -98,7 +100,12 @@ def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     )
     if not jobs:
         raise MissingFileError(f"{sweep_dir}: no Hydra job folders (with .hydra/) found")
-    table = pd.DataFrame([job_row(job) for job in jobs])
+    return jobs
+
+
+def jobs_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Rows per job and the override keys that differ between jobs."""
+    table = pd.DataFrame([job_row(job) for job in job_folders(sweep_dir)])
     table = table.assign(**{m: float("nan") for m in METRICS if m not in table})  # all failed
     metrics = metric_columns(table)
     overrides = [c for c in table.columns if c not in (*COLUMNS, *VALIDATION, *metrics, "job")]
