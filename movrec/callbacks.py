@@ -74,15 +74,16 @@ class FitSummary(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer)
+        self._record(trainer, at_epoch_end=True)
         pl_module.log("time/epoch_seconds", self.seconds[-1], on_epoch=True)
 
-    def _record(self, trainer: L.Trainer) -> None:
+    def _record(self, trainer: L.Trainer, at_epoch_end: bool = False) -> None:
         """This epoch's time, and the epoch if the checkpoint callback's best file changed.
         Called at the epoch's end and again when its checkpoint is written (the best file
-        is named by then), so a checkpoint holds its own epoch and a resume loses nothing."""
+        is named by then), so a checkpoint holds its own epoch and a resume loses nothing.
+        The time is the epoch's end's; a checkpoint written before it holds the time so far."""
         epoch = trainer.current_epoch
-        if self._start is not None:
+        if self._start is not None and (at_epoch_end or len(self.seconds) <= epoch):
             del self.seconds[epoch:]
             self.seconds.append(time.perf_counter() - self._start)
         checkpoint = trainer.checkpoint_callback

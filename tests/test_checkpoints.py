@@ -181,3 +181,11 @@ def test_an_older_checkpoint_loads_only_when_trusted(run, tmp_path, capsys):
     model = trusted.model()
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)
+
+
+def test_predicting_a_header_only_csv_is_one_line(run, tmp_path, capsys):
+    rows = tmp_path / "empty.csv"
+    rows.write_text("id,title,genres\n")
+    assert main(["predict", "--csv", str(rows), "--ckpt", str(run[0]["checkpoint"])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("movrec: error:") and "empty.csv" in err and err.count("\n") == 1

@@ -55,9 +55,7 @@ class Preprocessing:
         self.title_length = title_length
         self.features = features
         self.users = users  # raters (MovieLens users) seen in training; None for TMDb alone
-        # The lowest and highest training target: predictions are clipped to it (None in
-        # checkpoints written before it was kept).
-        self.target_range = target_range
+        self.target_range = target_range  # lowest and highest training target: the clip
         self.tags, self.tag_length = tags, tag_length  # None: no tag input
 
     @classmethod
@@ -184,8 +182,8 @@ class Preprocessing:
             features=FeaturePipeline.from_state(state["features"]) if state["features"] else None,
             title_encoding=state["title_encoding"],
             length_vocabulary=int(state["length_vocabulary"]),
-            users=IdVocabulary.from_state(state["users"]) if state.get("users") else None,
-            target_range=tuple(state["target_range"]) if state.get("target_range") else None,
-            tags=TagVocabulary.from_state(state["tags"]) if state.get("tags") else None,
-            tag_length=int(state.get("tag_length", 0)),
+            users=IdVocabulary.from_state(state["users"]) if state["users"] else None,
+            target_range=tuple(state["target_range"]) if state["target_range"] else None,
+            tags=TagVocabulary.from_state(state["tags"]) if state["tags"] else None,
+            tag_length=int(state["tag_length"]),
         )

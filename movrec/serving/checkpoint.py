@@ -55,7 +55,8 @@ def _update(digest: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         tag(b"T", f"{value.dtype}{tuple(value.shape)}".encode())
-        tag(b"t", data.tobytes())
+        digest.update(b"t" + struct.pack("<Q", data.nbytes))
+        digest.update(memoryview(data))  # no copy of the weights
     elif isinstance(value, dict):
         tag(b"D", str(len(value)).encode())
         for key, item in value.items():

@@ -26,7 +26,7 @@ from movrec.serving.checkpoint import Checkpoint
 
 # New users: their liked movies are fitted as ratings of this value (MovieLens' top).
 LIKED_RATING = 5.0
-# The fold-in settings validation chose on ml-latest-small's new users (README "New users").
+# The fold-in settings validation chose on ml-latest-small's new users (docs/recommend.md).
 DEFAULT_L2 = 10.0
 DEFAULT_RANKING = {"popularity_weight": 0.5, "recent_weight": 1.0, "recent_years": 2.0}
 
