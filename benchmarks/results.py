@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from movrec.evaluation.report import (
     format_paired,
@@ -45,6 +46,16 @@ def summarise(table: pd.DataFrame) -> dict:
     return models
 
 
+def sweep_command(folder: Path) -> str:
+    """The command that ran a sweep, from its multirun.yaml (the folder's name if it has none)."""
+    path = folder / "multirun.yaml"
+    if not path.is_file():
+        return str(folder)
+    task = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
+    shown = [o for o in task if not o.startswith(("hydra.sweep", "callbacks.progress_bar"))]
+    return " ".join(["python train.py -m", *shown])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the results file: benchmarks/results/NAME.json")
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     paired = [p for p in paired if p is not None]
     result = {
         "name": args.name,
-        "command": " ".join(["python benchmarks/results.py", args.name, *args.sweeps]),
+        "sweeps": [sweep_command(Path(folder)) for folder in args.sweeps],
         "jobs": int((table["status"] == "ok").sum()),
         "models": summarise(table),
         "paired": [record for p in paired for record in p.to_dict("records")],
