@@ -53,8 +53,9 @@ SWEEP_IS_SLOW = [pytest.param(c, marks=pytest.mark.slow) if " -m " in c else c f
 @pytest.mark.parametrize("command", SWEEP_IS_SLOW)
 def test_every_train_command_composes(command, tmp_path):
     args = shlex.split(placeholders(command))[2:]
-    args = [a for a in args if not a.startswith("-")]  # -m, --cfg job: options, not overrides
-    args = [a for a in args if a != "job"]
+    if "--cfg" in args:  # --cfg job prints the config: its value is not an override
+        del args[args.index("--cfg") : args.index("--cfg") + 2]
+    args = [a for a in args if a != "-m"]
     hydra_args = [a for a in args if a.startswith("hydra")]
     overrides = [a for a in args if not a.startswith("hydra")]
     # A sweep: every combination of the comma-separated values is a job that must compose.

@@ -32,8 +32,6 @@ from movrec.data.sources import SOURCES
 from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import OPTIMIZERS, SCHEDULERS, RatingRegressor
 
-SAFE_TYPES = SOURCES  # the only classes a checkpoint may name (registered with torch there)
-
 SEAL = "movrec_seal"  # {"format": 1, "checksum": sha256 of everything else}
 FORMAT = 1
 TRUST_HINT = "pass --trust-checkpoint (train.py: trust_checkpoint=true) only for a file you trust"
@@ -41,7 +39,7 @@ TRUST_HINT = "pass --trust-checkpoint (train.py: trust_checkpoint=true) only for
 
 def checksum(value: Any) -> str:
     """SHA-256 over the checkpoint's content in a canonical form. It also proves the content
-    is plain: anything but tensors, containers, strings, numbers and :data:`SAFE_TYPES` is a
+    is plain: anything but tensors, containers, strings, numbers and the data sources is a
     bug in what movrec saves (a TypeError here, not a checkpoint that cannot be read)."""
     digest = hashlib.sha256()
     _update(digest, value)
@@ -74,7 +72,7 @@ def _update(digest: Any, value: Any) -> None:
         tag(b"I", str(value).encode())
     elif isinstance(value, float):
         tag(b"F", value.hex().encode())
-    elif isinstance(value, SAFE_TYPES) and is_dataclass(value):
+    elif isinstance(value, SOURCES) and is_dataclass(value):  # registered safe by torch
         tag(b"C", type(value).__qualname__.encode())
         _update(digest, {f.name: getattr(value, f.name) for f in fields(value)})
     else:
