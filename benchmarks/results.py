@@ -29,7 +29,11 @@ from movrec.evaluation.report import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PAIRED_METRICS = ("r2", "rmse", "full_ndcg@10")
+PAIRED_METRICS = ("r2", "rmse", "full_ndcg@10", "fold_in/5/full_ndcg@10")
+SHOWN = (
+    "mae", "rmse", "r2", "full_ndcg@10", "coverage@10", "unrated_share@10",
+    "fold_in/5/full_ndcg@10",
+)  # fmt: skip
 
 
 def summarise(table: pd.DataFrame) -> dict:
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    metrics = [m for m in ("mae", "rmse", "r2", "full_ndcg@10") if m in table]
+    metrics = [m for m in SHOWN if m in table]
     rows = [
         {"model": model, "runs": max(s["runs"] for s in values.values()),
          **{m: f"{values[m]['mean']:.4f} ± {values[m]['std']:.4f}" for m in metrics if m in values}}

@@ -30,6 +30,7 @@ from movrec.evaluation.results import (
     user_reports,
     write_metrics,
 )
+from movrec.evaluation.topn import catalogue_metrics
 from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.serving.checkpoint import Checkpoint, SafeCheckpointIO, read_checkpoint
 
@@ -113,9 +114,11 @@ def fit_peer(cfg: DictConfig, datamodule: FittedDataModule, info: RunInfo) -> di
     if ignored := sorted(k for k in settings if k in network):
         log.info("%s ignores the network's settings %s", peer_class.__name__, ignored)
     options = {k: v for k, v in settings.items() if k not in network and k != "_target_"}
+    users = user_settings(cfg)
     fields = peers.fit_and_test(
-        peer_class, options, datamodule, info.ranking_k, info.relevance_threshold
-    )
+        peer_class, options, datamodule, info.ranking_k, info.relevance_threshold,
+        users["max_users"], users["fold_in_history"],
+    )  # fmt: skip
     return run_metrics(info, datamodule, fields.pop("test"), **fields)
 
 
@@ -159,6 +162,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
     fitted = read_fit_summary(trainer)  # before test(), which resets the callback metrics
+    chosen = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    val_top_n = validation_lists(Checkpoint(chosen).model() if chosen else model, datamodule, cfg)
     if cfg.get("refit") and fitted["best_epoch"]:
         test, best, refit, model = refit_on_train_and_val(
             cfg, datamodule, fitted["best_epoch"], loggers
@@ -182,10 +187,25 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         checkpoint=best or None,
         refit_epochs=refit.get("epochs_run"),
         top_n_baselines=top_n,
+        val_top_n=val_top_n,
     )
     log_hparams(info, trainer.loggers, metrics)
     write_metrics(info, metrics)
     return metrics
+
+
+def validation_lists(
+    model: L.LightningModule, datamodule: FittedDataModule, cfg: DictConfig
+) -> dict[str, float] | None:
+    """Full-catalogue metrics of the validation-chosen weights on the validation users (seen:
+    train): what ranking settings are chosen by. None without users or on cold_users, where
+    the validation users are new users (their fold-in is chosen there)."""
+    if not datamodule.has_users or datamodule.hparams.split == "cold_users":
+        return None
+    info = run_info(cfg)
+    return catalogue_metrics(
+        model, datamodule, info.ranking_k, info.relevance_threshold, cfg.get("top_n_users"), "val"
+    )["model"]
 
 
 def refit_on_train_and_val(

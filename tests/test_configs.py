@@ -23,8 +23,8 @@ NEURAL = ["deep", "finetuned_glove", "glove"]
 
 def test_every_group_has_its_options():
     assert GROUPS["model"] == [
-        "catboost", "deep", "finetuned_glove", "gbdt", "glove", "knn_baseline", "lightgbm",
-        "svd", "svdpp",
+        "als", "bpr", "catboost", "deep", "ease", "finetuned_glove", "gbdt", "glove",
+        "knn_baseline", "lightgbm", "svd", "svdpp", "vbpr",
     ]  # fmt: skip
     assert GROUPS["experiment"] == ["cold_start", "hybrid", "paper", "prerelease", "recommend"]
     assert GROUPS["data"] == ["movielens_synthetic", "movielens_tmdb", "synthetic", "tmdb"]

@@ -56,6 +56,14 @@ def test_full_catalogue_metrics_equal_a_per_user_reference(chunk):
     got = top_n_metrics(task, lambda users: torch.from_numpy(scores[users.numpy()]), 10, chunk)
     expected = _reference(scores, seen, test, task.users, movie_ids, 10)
     np.testing.assert_allclose((got["full_recall@10"], got["full_ndcg@10"]), expected, rtol=1e-9)
+    # Coverage: the distinct movies of the lists, recomputed by sorting each user's candidates.
+    listed = set()
+    for position, user in enumerate(task.users):
+        rated = set(seen.loc[seen["user_id"] == user, "movie_id"])
+        candidates = [(-scores[position, m], m) for m in range(len(movie_ids))
+                      if movie_ids[m] not in rated]  # fmt: skip
+        listed |= {m for _, m in sorted(candidates)[:10]}
+    assert got["coverage@10"] == pytest.approx(len(listed) / len(movie_ids))
 
 
 def test_a_movie_rated_before_the_test_is_never_recommended():
@@ -66,8 +74,12 @@ def test_a_movie_rated_before_the_test_is_never_recommended():
     assert popular.tolist() == [1.0, 1.0, 0.0, 0.0]
     # The two most popular movies are the user's own: the next best is the liked one.
     scores = popular + torch.tensor([0.0, 0.0, 0.5, 0.0])
-    got = top_n_metrics(task, same_for_everyone(scores), k=1)
-    assert got == {"full_recall@1": 1.0, "full_ndcg@1": 1.0}
+    unrated = torch.tensor([False, False, True, True])
+    got = top_n_metrics(task, same_for_everyone(scores), k=1, unrated=unrated)
+    # One list of one movie: a quarter of the catalogue, and a movie nobody had rated.
+    assert got == {
+        "full_recall@1": 1.0, "full_ndcg@1": 1.0, "coverage@1": 0.25, "unrated_share@1": 1.0
+    }  # fmt: skip
 
 
 def test_recent_popularity_counts_exactly_the_ratings_in_the_window_up_to_each_time():

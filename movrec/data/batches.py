@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from movrec.data.histories import RankingExamples
 from movrec.data.vocab import UNKNOWN_ID_INDEX
 
 
@@ -25,6 +26,7 @@ class TensorBatches(torch.utils.data.Dataset):
         tensors: dict[str, torch.Tensor],
         unknown_rates: dict[str, float] | None = None,
         movies: dict[str, torch.Tensor] | None = None,
+        ranking: RankingExamples | None = None,
     ):
         lengths = {len(t) for t in tensors.values()}
         if len(lengths) != 1:
@@ -33,6 +35,7 @@ class TensorBatches(torch.utils.data.Dataset):
             )
         self.tensors = tensors
         self.movies = movies
+        self.ranking = ranking  # training batches of a network that also learns to rank
         self.unknown_rates = {k: r for k, r in (unknown_rates or {}).items() if r > 0}
 
     def __len__(self) -> int:
@@ -44,21 +47,33 @@ class TensorBatches(torch.utils.data.Dataset):
         if self.movies is not None:
             rows = batch.pop("movie_row")
             batch = {**{k: v[rows] for k, v in self.movies.items()}, **batch}
-        for key, rate in self.unknown_rates.items():
-            ids = batch[key]
-            batch[key] = ids.masked_fill(torch.rand(ids.shape) < rate, UNKNOWN_ID_INDEX)
+        rates = dict(self.unknown_rates)
+        if self.ranking is not None:  # a hidden user's bag is empty; the bag leaves out its
+            # row's own movie by id, before that id may be hidden
+            if "user_id" in rates:
+                batch["user_id"] = hide(batch["user_id"], rates.pop("user_id"))
+            self.ranking.add(batch, rows, self.movies)
+        for key, rate in rates.items():
+            batch[key] = hide(batch[key], rate)
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[index] for k, v in self.__getitems__([index]).items()}
 
     def all(self) -> dict[str, torch.Tensor]:
-        """Every example at once (no unknown-id replacement: for evaluation and baselines)."""
-        rates, self.unknown_rates = self.unknown_rates, {}
+        """Every example at once (no unknown-id replacement, no ranking inputs: for evaluation
+        and baselines)."""
+        saved = self.unknown_rates, self.ranking
+        self.unknown_rates, self.ranking = {}, None
         try:
             return self.__getitems__(torch.arange(len(self)))
         finally:
-            self.unknown_rates = rates
+            self.unknown_rates, self.ranking = saved
+
+
+def hide(ids: torch.Tensor, rate: float) -> torch.Tensor:
+    """``ids`` with a random share ``rate`` replaced by the unknown index."""
+    return ids.masked_fill(torch.rand(ids.shape) < rate, UNKNOWN_ID_INDEX)
 
 
 def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

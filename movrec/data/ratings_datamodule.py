@@ -15,6 +15,7 @@ import torch
 
 from movrec.data.base import FittedDataModule
 from movrec.data.batches import TensorBatches
+from movrec.data.histories import Histories, RankingExamples
 from movrec.data.movielens import join_ratings
 from movrec.data.splits import RATING_SPLITS, split_ratings
 from movrec.errors import UserError
@@ -38,10 +39,15 @@ class RatingsDataModule(FittedDataModule):
         unknown_user_rate: float = 0.05,
         drop_unrated: bool = False,
         batch_size: int = 256,
+        ranking: dict[str, Any] | None = None,
         **shared: Any,
     ):
         """``shared``: the options every datamodule has (see :class:`FittedDataModule`); here
-        unrated movies are kept (users rate them) and batches hold 256 ratings."""
+        unrated movies are kept (users rate them) and batches hold 256 ratings.
+
+        ``ranking`` (``history_dropout``, ``negatives``; see
+        :class:`~movrec.data.histories.RankingExamples`): training batches also carry what
+        the network's ranking part learns from. None: rating rows only."""
         super().__init__(movies, drop_unrated=drop_unrated, batch_size=batch_size, **shared)
         if not hasattr(ratings, "read"):
             raise UserError(
@@ -51,8 +57,16 @@ class RatingsDataModule(FittedDataModule):
             raise UserError(f"data.split must be one of {list(RATING_SPLITS)}, got {split!r}")
         if not 0 <= unknown_user_rate < 1:
             raise UserError(f"data.unknown_user_rate must be in [0, 1), got {unknown_user_rate}")
+        unknown = set(ranking or {}) - {"history_dropout", "negatives"}
+        if unknown:
+            raise UserError(f"data.ranking: unknown setting(s) {sorted(unknown)}")
+        if not 0 <= (ranking or {}).get("history_dropout", 0.0) < 1:
+            raise UserError("data.ranking.history_dropout must be in [0, 1)")
+        if (ranking or {}).get("negatives") is not None and ranking["negatives"] < 1:
+            raise UserError("data.ranking.negatives must be >= 1 or null (every movie)")
         self.movies = pd.DataFrame()
         self.movie_tensors: dict[str, torch.Tensor] = {}
+        self.train_rows = pd.DataFrame()  # the ratings the training batches hold
 
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
@@ -82,6 +96,39 @@ class RatingsDataModule(FittedDataModule):
         self.movie_tensors = self.fitted.transform(movies, self.report)
         self.movie_tensors.pop("rating", None)  # TMDb's vote_average: not this task's target
         self.tensors = {name: self.rating_tensors(rows) for name, rows in self.frames.items()}
+        self.train_rows = train
+
+    def train_on_validation_too(self) -> None:
+        super().train_on_validation_too()
+        self.train_rows = pd.concat([self.frames["train"], self.frames["val"]])
+
+    def histories(self, ratings: pd.DataFrame, users: pd.Index | None = None) -> Histories:
+        """What each of ``users`` watched in ``ratings``, a row per position in ``users``
+        (None: per fitted user index, the unknown user's row empty)."""
+        if users is None:
+            positions, n_users = (
+                self.fitted.users.encode(ratings["user_id"]),
+                len(self.fitted.users),
+            )
+        else:
+            positions, n_users = users.get_indexer(ratings["user_id"]), len(users)
+        known = positions >= 0
+        items = self.fitted.movie_ids.encode(ratings["movie_id"].to_numpy()[known])
+        return Histories.build(positions[known], items, n_users)
+
+    def ranking_examples(self) -> RankingExamples | None:
+        """The training batches' ranking inputs, from the ratings they hold."""
+        settings = self.hparams.ranking
+        if settings is None:
+            return None
+        rows = pd.Index(self.movies["movie_id"]).get_indexer(self.train_rows["movie_id"])
+        popularity = torch.bincount(torch.from_numpy(rows), minlength=len(self.movies))
+        return RankingExamples(
+            self.histories(self.train_rows),
+            settings.get("history_dropout", 0.0),
+            popularity.double() / max(len(rows), 1),
+            settings.get("negatives"),
+        )
 
     def rating_tensors(self, ratings: pd.DataFrame) -> dict[str, torch.Tensor]:
         """One example per rating: the movie's row, the user and the rating."""
@@ -95,7 +142,8 @@ class RatingsDataModule(FittedDataModule):
         }
 
     def dataset(self, split: str, unknown_rates: dict[str, float] | None = None) -> TensorBatches:
-        return TensorBatches(self.tensors[split], unknown_rates, movies=self.movie_tensors)
+        ranking = self.ranking_examples() if split == "train" else None
+        return TensorBatches(self.tensors[split], unknown_rates, self.movie_tensors, ranking)
 
     def catalogue(self) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
         """Every TMDb movie, rated by users or not (cold items are recommendable too)."""

@@ -24,6 +24,7 @@ from movrec.evaluation.topn import (
     RecentPopularity,
     ScoreUsers,
     TopNTask,
+    list_scores,
     model_scores,
     popularity_scores,
     same_for_everyone,
@@ -133,6 +134,10 @@ def new_user_metrics(
     context = CatalogueFoldIn(model, datamodule, seen, k, threshold, max_users)
     if settings["l2"] is None:
         settings["l2"] = min(L2_GRID, key=lambda c: context.fold(val, n, c).rmse())
+    if model.ranks:  # lists come from the ranking part alone: no popularity added to them
+        settings.update(
+            {name: settings[name] or 0.0 for name in ("popularity_weight", "recent_weight")}
+        )
     if any(settings[name] is None for name in RANKING_GRID):
         settings.update(context.fold(val, n, settings["l2"]).best_ranking(settings))
     out = context.fold(test, n, settings["l2"]).report(settings)
@@ -146,6 +151,7 @@ class CatalogueFoldIn:
 
     def __init__(self, model, datamodule, seen, k, threshold, max_users):
         self.model, self.seen, self.k, self.threshold = model, seen, k, threshold
+        self.datamodule = datamodule
         self.max_users = max_users
         movies, self.tensors = datamodule.catalogue()
         self.movie_ids = pd.Index(movies["movie_id"])
@@ -240,12 +246,26 @@ class FoldedUsers:
         vector, bias = model.unknown_user()
         unknown = (vector.expand(len(self.users), -1), bias.expand(len(self.users)))
         out = {}
+        # The ranking part ranks a new user from their history; the unknown user has none.
+        histories = {
+            "fold_in": self.history,
+            "unknown_user": self.history.iloc[:0],
+        }
         for name, (vectors, bias) in {
             "fold_in": (self.vectors, self.bias),
             "unknown_user": unknown,
         }.items():
-            rated = self.scores(vectors, bias)
-            ranked = self.ranked(lambda users, rated=rated: rated(users).double() + prior(users))
+            if model.ranks:
+                bags = context.datamodule.histories(histories[name], pd.Index(self.task.users))
+                scores = list_scores(
+                    model, context.tensors, bags, vectors[self.liked], bias[self.liked]
+                )
+                ranked = self.ranked(scores)
+            else:
+                rated = self.scores(vectors, bias)
+                ranked = self.ranked(
+                    lambda users, rated=rated: rated(users).double() + prior(users)
+                )
             out[name] = {**score_predictions(self.predicted(vectors, bias), target), **ranked}
         out["bias"] = _bias_fold_in(
             context.seen, self.history, self.rest, context.movie_ids, self.task, context.k

@@ -63,9 +63,12 @@ def job_row(job: Path) -> dict[str, Any]:
         **row,
         "status": "ok",
         "kind": metrics.get("kind", "network"),
-        **{m: metrics["test"][m] for m in METRICS},
+        # A top-N peer predicts no ratings: its rating metrics stay empty.
+        **{m: metrics["test"].get(m) for m in METRICS},
         **{m: v for m, v in metrics["test"].items() if "@" in m},  # ranking, with users
+        **fold_in_columns(metrics.get("fold_in")),
         **{f"bias_{m}": v for m, v in bias.items() if m != "loss"},
+        **{f"val_{m}": v for m, v in (metrics.get("val_top_n") or {}).items()},
         "val_loss": metrics.get("best_val_loss"),
         "val_loss_cross_half": metrics.get("val_loss_cross_half"),
         "epochs_run": metrics.get("epochs_run"),
@@ -74,6 +77,16 @@ def job_row(job: Path) -> dict[str, Any]:
         "train_seconds": metrics.get("train_seconds"),
         "params_trainable": parameters.get("trainable"),
         "params_frozen": parameters.get("frozen"),
+    }
+
+
+def fold_in_columns(fold_in: dict | None) -> dict[str, float]:
+    """New users' list metrics per history length (``fold_in/5/full_ndcg@10``)."""
+    return {
+        f"fold_in/{n}/{m}": v
+        for n, result in (fold_in or {}).items()
+        for m, v in result["fold_in"].items()
+        if m.startswith("full_")
     }
 
 
@@ -229,7 +242,11 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
     aggregated = aggregate(table, varying)
     if aggregated is not None:
         parts += ["", "## Mean ± std over seeds / folds / splits", "", markdown(aggregated)]
-    for metric in ("r2", "rmse"):
+    if "rmse" in table and table["rmse"].isna().any():
+        silent = sorted(set(table.loc[table["rmse"].isna() & (table["status"] == "ok"), "model"]))
+        parts += ["", f"No rating predictions (no RMSE, MAE, R²): {', '.join(map(str, silent))}."]
+    ranked = [c for c in table.columns if "full_ndcg@" in c]
+    for metric in ("r2", "rmse", *ranked):
         paired = paired_differences(table, metric)
         if paired is not None:
             parts += ["", f"## Network − peers, {metric} (paired, 95 % interval)", "",

@@ -166,6 +166,8 @@ def run_metrics(
         "refit_epochs": None,  # refit=true: epochs trained on train + validation for the test
         # With users: the full-catalogue metrics of the popularity and movie-bias rankings.
         "top_n_baselines": None,
+        # With users: the validation-chosen weights' full-catalogue metrics on validation.
+        "val_top_n": None,
         "fold_in": None,  # data.split=cold_users: new users folded in (movrec.evaluation.fold_in)
     }
     unknown = set(fields) - set(metrics)

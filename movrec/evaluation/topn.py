@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from movrec.data.histories import Histories
 from movrec.evaluation.baselines import fit_biases
 
 CHUNK_ROWS = 1 << 18  # user-movie pairs scored at once
@@ -67,13 +68,19 @@ def _rows_of(pairs: tuple[torch.Tensor, torch.Tensor], start: int, stop: int) ->
     return slice(int(bounds[0]), int(bounds[1]))
 
 
-def top_n_metrics(task: TopNTask, score: ScoreUsers, k: int = 10, chunk: int = 0) -> dict:
+def top_n_metrics(
+    task: TopNTask, score: ScoreUsers, k: int = 10, chunk: int = 0,
+    unrated: torch.Tensor | None = None,
+) -> dict:  # fmt: skip
     """Recall@k and NDCG@k (binary gains) averaged over the task's users, ``chunk`` users at
-    a time (default: about CHUNK_ROWS user-movie scores)."""
+    a time (default: about CHUNK_ROWS user-movie scores), and what the lists are made of: the
+    share of the catalogue that appears in any list (``coverage@k``) and, given ``unrated``
+    (a mask of the movies with no training rating), the share of slots they take."""
     chunk = chunk or max(1, CHUNK_ROWS // max(task.n_movies, 1))
     discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float64) + 2)
     ideal = discount.cumsum(0)
     recall = ndcg = 0.0
+    listed = torch.zeros(task.n_movies, dtype=torch.long)
     for start in range(0, len(task.users), chunk):
         stop = min(start + chunk, len(task.users))
         scores = score(torch.arange(start, stop)).to(torch.float64).clone()
@@ -83,13 +90,22 @@ def top_n_metrics(task: TopNTask, score: ScoreUsers, k: int = 10, chunk: int = 0
         relevant = torch.zeros_like(scores, dtype=torch.bool)
         relevant[task.liked[0][liked] - start, task.liked[1][liked]] = True
         top = scores.topk(min(k, task.n_movies), dim=1).indices
+        listed += torch.bincount(top.flatten(), minlength=task.n_movies)
         hits = relevant.gather(1, top).to(torch.float64)
         n_relevant = relevant.sum(1)
         recall += float((hits.sum(1) / n_relevant).sum())
         gains = (hits * discount[: hits.shape[1]]).sum(1)
         ndcg += float((gains / ideal[n_relevant.clamp(max=k) - 1]).sum())
     n = max(len(task.users), 1)
-    return {f"full_recall@{k}": recall / n, f"full_ndcg@{k}": ndcg / n}
+    out = {
+        f"full_recall@{k}": recall / n,
+        f"full_ndcg@{k}": ndcg / n,
+        f"coverage@{k}": float((listed > 0).double().mean()) if task.n_movies else 0.0,
+    }
+    if unrated is not None:
+        slots = max(int(listed.sum()), 1)
+        out[f"unrated_share@{k}"] = float(listed[unrated].sum()) / slots
+    return out
 
 
 def popularity_scores(seen: pd.DataFrame, movie_ids: pd.Index) -> torch.Tensor:
@@ -131,28 +147,77 @@ def model_scores(
     return score
 
 
+@torch.no_grad()
+def ranking_scores(
+    model: torch.nn.Module, movies: dict[str, torch.Tensor], histories: Histories
+) -> ScoreUsers:
+    """A ranking model's logits for users given by what they watched (a row of ``histories``
+    per task position): every movie is encoded once, each chunk of users' bags once."""
+    model.eval()
+    device = model.target_mean.device
+    ranking = model.net.ranking
+    on_device = {k: v.to(device) for k, v in movies.items()}
+    movie = ranking.movies(model.net.movie(on_device), on_device["movie_id"])
+
+    @torch.no_grad()
+    def score(users: torch.Tensor) -> torch.Tensor:
+        bags = {k: v.to(device) for k, v in histories.bags(users).items()}
+        vectors = ranking.users(bags["history"], bags["history_offsets"], bags["history_weights"])
+        return ranking.scores(vectors, movie).cpu()
+
+    return score
+
+
+def list_scores(
+    model: torch.nn.Module,
+    movies: dict[str, torch.Tensor],
+    histories: Histories,
+    user_vectors: torch.Tensor,
+    user_bias: torch.Tensor,
+) -> ScoreUsers:
+    """What a ranking model orders lists by (:meth:`RatingRegressor.list_score`): its
+    logits from what users watched (``histories``) and, with a rating mix, its predicted
+    ratings from their vectors and biases."""
+    ranked = ranking_scores(model, movies, histories)
+    if not model.hparams.get("rating_mix", 0.0):
+        return ranked
+    rated = model_scores(model, movies, user_vectors, user_bias)
+    return lambda users: model.list_score(ranked(users), rated(users))
+
+
 def catalogue_metrics(
     model: torch.nn.Module,
     datamodule: object,
     k: int,
     threshold: float,
     max_users: int | None = None,
+    split: str = "test",
 ) -> dict[str, dict[str, float]]:
     """Full-catalogue metrics of a trained rating model and of the popularity and movie-bias
     rankings, on a ratings datamodule's split: candidates are every catalogue movie the user
-    did not rate in train or validation."""
+    did not rate in train or validation (``split="val"``: in train; what settings are chosen
+    by)."""
     seen, test = datamodule.user_ratings()
+    if split == "val":
+        seen, test = datamodule.frames["train"], datamodule.frames["val"]
     movies, tensors = datamodule.catalogue()
     movie_ids = pd.Index(movies["movie_id"])
     task = TopNTask.build(seen, test, movie_ids, threshold, max_users)
     index = torch.from_numpy(datamodule.preprocessing.users.encode(task.users))
-    scores = model_scores(model, tensors, *model.user_vectors(index))
+    vectors = model.user_vectors(index)
+    if model.ranks:
+        histories = datamodule.histories(seen, pd.Index(task.users))
+        scores = list_scores(model, tensors, histories, *vectors)
+    else:
+        scores = model_scores(model, tensors, *vectors)
     mean, _, movie_bias = fit_biases(seen)
     bias = torch.tensor(mean + movie_bias.reindex(movie_ids, fill_value=0.0).to_numpy())
+    unrated = torch.from_numpy(~movie_ids.isin(datamodule.train_rows["movie_id"]))
+    popularity = same_for_everyone(popularity_scores(seen, movie_ids))
     return {
-        "model": top_n_metrics(task, scores, k),
-        "popularity": top_n_metrics(task, same_for_everyone(popularity_scores(seen, movie_ids)), k),
-        "bias": top_n_metrics(task, same_for_everyone(bias), k),
+        "model": top_n_metrics(task, scores, k, unrated=unrated),
+        "popularity": top_n_metrics(task, popularity, k, unrated=unrated),
+        "bias": top_n_metrics(task, same_for_everyone(bias), k, unrated=unrated),
     }
 
 

@@ -71,10 +71,17 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         ranking_k: int = 10,
         relevance_threshold: float = 4.0,
         ema_decay: float | None = None,
+        ranking_weight: float = 1.0,
+        unliked_weight: float = 1.0,
+        rating_mix: float = 0.0,
     ):
         super().__init__()
         if output_init not in OUTPUT_INITS:
             raise UserError(f"model.output_init must be one of {list(OUTPUT_INITS)}")
+        if min(ranking_weight, unliked_weight, rating_mix) < 0:
+            raise UserError(
+                "model.ranking_weight, model.unliked_weight and model.rating_mix must be >= 0"
+            )
         if ema_decay is not None and not 0 <= ema_decay < 1:
             raise UserError(f"model.ema_decay must be in [0, 1) or null, got {ema_decay}")
         named(optimizer, OPTIMIZERS, "model.optimizer")  # a typo fails here, not after fitting
@@ -150,8 +157,43 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         scores = self.score(batch)
         return scores if self.training else self.clip(scores)
 
+    @property
+    def ranks(self) -> bool:
+        """Whether lists come from the ranking part (else from the predicted ratings)."""
+        return self.net.ranking is not None
+
+    def list_score(self, logits: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """What lists are ordered by: the ranking part's logits (will they watch it) plus
+        ``rating_mix`` times the predicted ratings in standard units (will they like it)."""
+        mix = self.hparams.get("rating_mix", 0.0)
+        if not mix:
+            return logits
+        return logits + mix * (ratings - self.target_mean.cpu()) / self.target_std.cpu()
+
+    def ranking_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Softmax cross-entropy of each rating row's movie among the batch's candidate movies,
+        given the user's other watched movies; rows rated below the relevance threshold
+        weigh ``unliked_weight`` (watched, but not what the lists should find)."""
+        if "history" not in batch:
+            raise UserError(
+                "model.net.ranking_dim > 0 learns from what users watched: set data.ranking "
+                "(experiment=recommend does)"
+            )
+        ranking = self.net.ranking
+        users = ranking.users(batch["history"], batch["history_offsets"], batch["history_weights"])
+        prefix = "candidate_"
+        candidates = {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
+        movies = ranking.movies(self.net.movie(candidates), candidates["movie_id"])
+        logits = ranking.scores(users, movies)
+        if "ranking_log_q" in batch:
+            logits = logits - batch["ranking_log_q"]
+        losses = F.cross_entropy(logits, batch["ranking_target"], reduction="none")
+        liked = batch["rating"] >= self.hparams.relevance_threshold
+        weights = torch.where(liked, 1.0, self.hparams.unliked_weight)
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(2, device=self.device)  # squared error, abs error
+        self._train_sums = torch.zeros(3, device=self.device)  # squared, abs error; ranking
         self._train_count = 0  # a Python int: a tensor made from it each step is a host-to-
         # device copy, which waits for the GPU (25M-ratings epoch: 0.69x the bare loop's speed)
 
@@ -166,18 +208,23 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         else:
             pred = members
             loss = F.mse_loss(pred, batch["rating"])
+        ranked = self.ranking_loss(batch) if self.ranks else loss.new_zeros(())
         # Epoch sums instead of per-step self.log / metric calls, which cost more than the step.
         with torch.no_grad():
             error = pred - batch["rating"]
-            self._train_sums += torch.stack([error.square().sum(), error.abs().sum()])
+            self._train_sums += torch.stack(
+                [error.square().sum(), error.abs().sum(), ranked.detach() * len(error)]
+            )
         self._train_count += len(error)
-        return loss
+        return loss + self.hparams.ranking_weight * ranked if self.ranks else loss
 
     def on_train_epoch_end(self) -> None:
         sums = torch.cat([self._train_sums, self._train_sums.new_tensor([self._train_count])])
-        squared, absolute, count = self.all_gather(sums).reshape(-1, 3).sum(0)
+        squared, absolute, ranked, count = self.all_gather(sums).reshape(-1, 4).sum(0)
         self.log("train/loss", squared / count, prog_bar=True)
         self.log("train/mae", absolute / count)
+        if self.ranks:
+            self.log("train/ranking_loss", ranked / count)
 
     def _evaluate(
         self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
@@ -219,8 +266,14 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         return [ExponentialMovingAverage(self.hparams.ema_decay)]
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
         factory, options = named(self.hparams.optimizer, OPTIMIZERS, "model.optimizer")
+        # The ranking part is left out of the weight decay (its history dropout regularises
+        # it): a decayed embedding row shrinks every step it gets no data gradient.
+        trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        ranking = [p for n, p in trained if n.startswith("net.ranking.")]
+        params: list = [p for n, p in trained if not n.startswith("net.ranking.")]
+        if ranking:
+            params = [{"params": params}, {"params": ranking, "weight_decay": 0.0}]
         # The fused kernel is 4-5x faster than the default on these small CPU steps.
         if "fused" in inspect.signature(factory).parameters and "fused" not in options:
             options["fused"] = self.device.type in ("cpu", "cuda")

@@ -17,10 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from movrec.data import FittedDataModule
+from movrec.data.histories import Histories
 from movrec.data.labels import movie_labels
 from movrec.errors import UserError
 from movrec.evaluation.fold_in import fold_in, popularity_prior
-from movrec.evaluation.topn import RecentPopularity, model_scores, popularity_scores
+from movrec.evaluation.topn import (
+    RecentPopularity,
+    model_scores,
+    popularity_scores,
+    ranking_scores,
+)
 from movrec.models.regressor import RatingRegressor
 from movrec.serving.checkpoint import Checkpoint
 
@@ -150,7 +156,53 @@ class Recommender:
             )
         rated = datamodule.rated_by(user_id)
         batch = self._batch(slice(None), index)
-        return self.ratings_table(self.model, batch, self._movie_mask(rated), k)
+        exclude = self._movie_mask(rated)
+        if not self.model.ranks:
+            return self.ratings_table(self.model, batch, exclude, k)
+        seen, _ = datamodule.user_ratings()  # what the lists were evaluated from
+        history = seen[seen["user_id"] == user_id]
+        rows = self._rows(history["movie_id"])
+        reasons = [
+            f"you rated {t} {r:g}"
+            for t, r in zip(self._titles(rows), history["rating"], strict=True)
+        ]
+        scores = self.model.score(batch)
+        return self.ranked_table(rows, reasons, exclude, k, scores)
+
+    def _rows(self, movie_ids: pd.Series) -> torch.Tensor:
+        return torch.from_numpy(pd.Index(self.labels["movie_id"]).get_indexer(movie_ids))
+
+    def _titles(self, rows: torch.Tensor) -> list[str]:
+        return self.labels["title"].iloc[rows.numpy()].tolist()
+
+    @torch.no_grad()
+    def ranked_table(
+        self, rows: torch.Tensor, reasons: list[str], exclude: torch.Tensor, k: int,
+        predicted: torch.Tensor,
+    ) -> pd.DataFrame:  # fmt: skip
+        """The ranking part's list for someone who watched the movies at ``rows`` (``score``:
+        :meth:`RatingRegressor.list_score` of its logits and the unclipped ``predicted``
+        ratings), with the predicted rating and, per movie, why (``because``): the watched
+        movie that adds most to its score. A user's score is a sum over their watched movies,
+        so the reason is that sum's largest term, not a guess made afterwards. A movie no one
+        rated in training adds nothing and is never a reason."""
+        model = self.model
+        ranking = model.net.ranking
+        ids = self.tensors["movie_id"][rows]
+        histories = Histories.build(np.zeros(len(rows), dtype=np.int64), ids.numpy(), 1)
+        logits = ranking_scores(model, self.tensors, histories)(torch.tensor([0]))[0]
+        scores = model.list_score(logits, predicted)
+        table = self.table(scores, exclude, k, "score")
+        shown = model.clip(predicted[self._rows(table["movie_id"])])
+        table["predicted_rating"] = shown.numpy()
+        every = self._batch(slice(None))
+        vectors, _ = ranking.movies(model.net.movie(every), every["movie_id"])
+        shown = torch.from_numpy(pd.Index(self.labels["movie_id"]).get_indexer(table["movie_id"]))
+        if not (ids != 0).any():
+            return table.assign(because="")
+        terms = ranking.history.weight[ids] @ vectors[shown].T  # (watched, listed)
+        terms[ids == 0] = float("-inf")
+        return table.assign(because=[reasons[i] for i in terms.argmax(0).tolist()])
 
     def _movie_mask(self, movie_ids: set[int]) -> torch.Tensor:
         return torch.tensor(self.labels["movie_id"].isin(movie_ids).to_numpy())
@@ -165,6 +217,11 @@ class Recommender:
         ranking: dict[str, float] | None = None,
     ) -> pd.DataFrame:
         """Recommendations for someone the model has never seen.
+
+        With a ranking part (``model.net.ranking_dim > 0``), the list is its scores for
+        someone who watched the liked and rated movies, as the evaluation of new users ranks
+        them, each movie with its reason; the predicted ratings come from the fold-in below.
+        Without one, the list is ranked by the fold-in's predicted ratings plus popularity.
 
         Their ratings (``rated``: "Title=4.5"; each liked title counts as ``LIKED_RATING``)
         are folded in as :func:`movrec.evaluation.fold_in.fold_in` does on the cold_users
@@ -187,16 +244,20 @@ class Recommender:
         else:
             vector, bias = (t[None] for t in self.model.unknown_user())
         predicted = model_scores(self.model, self.tensors, vector, bias)(torch.tensor([0]))[0]
+        exclude = torch.zeros(len(self.labels), dtype=torch.bool)
+        exclude[rows] = True
+        if genres:
+            exclude |= ~self.genre_mask(genres)
+        if self.model.ranks:
+            reasons = [f"you liked {t}" for t in likes]
+            reasons += [f"you rated {t} {r:g}" for t, r in pairs[len(likes) :]]
+            return self.ranked_table(rows, reasons, exclude, k, predicted)
         seen, _ = self.datamodule.user_ratings()
         ranking = {**DEFAULT_RANKING, **(ranking or {})}
         movie_ids = pd.Index(self.labels["movie_id"])
         now = np.array([seen["timestamp"].max()])
         recent = RecentPopularity(seen, movie_ids).counts(now, ranking["recent_years"])[0]
         prior = popularity_prior(ranking, popularity_scores(seen, movie_ids), recent)
-        exclude = torch.zeros(len(self.labels), dtype=torch.bool)
-        exclude[rows] = True
-        if genres:
-            exclude |= ~self.genre_mask(genres)
         ranked_by = predicted + prior.to(predicted.dtype)
         return self.table(
             ranked_by, exclude, k, "predicted_rating", shown=self.model.clip(predicted)

@@ -10,6 +10,7 @@ from torch import nn
 from movrec.errors import UserError
 from movrec.models.components.head import HeadEnsemble, mlp_head
 from movrec.models.components.movie import MovieEncoder
+from movrec.models.components.ranking import RankingTower
 from movrec.models.components.title import TitleEncoder
 from movrec.models.components.users import UserTower
 
@@ -45,6 +46,7 @@ class RatingNet(nn.Module):
         heads: int = 1,
         tag_dim: int = 16,
         tag_dropout: float = 0.0,
+        ranking_dim: int = 0,
     ):
         super().__init__()
         title = {
@@ -67,6 +69,15 @@ class RatingNet(nn.Module):
             mlp_head(width, hidden_sizes, dropout)
             if heads == 1
             else HeadEnsemble(width, hidden_sizes, dropout, heads)
+        )
+        if ranking_dim < 0:
+            raise UserError(f"model.net.ranking_dim must be >= 0, got {ranking_dim}")
+        # With users and ranking_dim > 0, the part that ranks what a user will watch; made
+        # after the head, whose initial draws are then the same with and without it.
+        self.ranking = (
+            RankingTower(n_movie_ids, self.movie.width, ranking_dim)
+            if n_user_ids and ranking_dim
+            else None
         )
 
     @property
