@@ -76,13 +76,22 @@ def test_full_catalogue_metrics_sit_beside_the_popularity_and_bias_rankings(trai
     assert 0 < metrics["val_top_n"]["full_ndcg@10"] <= 1
 
 
-@pytest.mark.parametrize("variant", ["deep", "glove"])
-def test_every_title_variant_trains_with_users(tmp_path, variant):
+@pytest.mark.parametrize(
+    ("variant", "ranking"),
+    [
+        ("deep", ()),
+        ("glove", ()),
+        ("finetuned_glove", ("model.net.ranking_dim=0", "data.ranking=null")),
+    ],
+)
+def test_every_title_variant_trains_with_users(tmp_path, variant, ranking):
+    """With and without the ranking part (without it, lists follow the predicted ratings)."""
     metrics = fit_and_test(
-        make_cfg(tmp_path, *RECOMMEND, f"model={variant}", "trainer.max_epochs=2")
+        make_cfg(tmp_path, *RECOMMEND, f"model={variant}", "trainer.max_epochs=2", *ranking)
     )
     assert metrics["test"]["rmse"] < metrics["mean_baseline"]["rmse"]
     assert "ndcg@10" in metrics["test"] and metrics["bias_baseline"] is not None
+    assert 0 < metrics["test"]["full_ndcg@10"] <= 1
 
 
 def test_user_recommendations_find_the_planted_taste(recommender, world):

@@ -64,7 +64,7 @@ def job_row(job: Path) -> dict[str, Any]:
         "status": "ok",
         "kind": metrics.get("kind", "network"),
         # A top-N peer predicts no ratings: its rating metrics stay empty.
-        **{m: metrics["test"].get(m) for m in METRICS},
+        **{m: metrics["test"].get(m, float("nan")) for m in METRICS},
         **{m: v for m, v in metrics["test"].items() if "@" in m},  # ranking, with users
         **fold_in_columns(metrics.get("fold_in")),
         **{f"bias_{m}": v for m, v in bias.items() if m != "loss"},

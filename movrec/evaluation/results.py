@@ -84,11 +84,12 @@ def format_table(metrics: dict) -> str:
     if top_n:
         columns["popularity"] = top_n["popularity"]
     names = [*METRIC_NAMES, *sorted(k for k in metrics["test"] if "@" in k)]
-    lines = ["".join([f"{'':<12}", *(f"{c:>17}" for c in columns)])]
+    width = max(12, *(len(name) + 1 for name in names))
+    lines = ["".join([f"{'':<{width}}", *(f"{c:>17}" for c in columns)])]
     for name in names:
         values = [v.get(name) for v in columns.values()]
         cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
-        lines.append(f"{name.upper():<12}" + "".join(cells))
+        lines.append(f"{name.upper():<{width}}" + "".join(cells))
     lines.append(", ".join(run_facts(metrics)))
     return "\n".join(lines)
 
@@ -104,16 +105,19 @@ FOLD_IN_ROWS = {
 
 def format_fold_in(report: dict) -> str:
     """New users (``fold_in`` of metrics.json): one block per history length, a row per
-    ranking, with the settings validation chose."""
+    ranking, with the settings validation chose (a peer has its own fold-in row only)."""
     blocks = []
     for n, result in report.items():
         names = ["rmse", *sorted(k for k in result["fold_in"] if k.startswith("full_"))]
+        users = f"{result['users']['scored']} users; " if "users" in result else ""
+        chosen = ", ".join(f"{k} {v:g}" for k, v in result["chosen"].items())
         lines = [
-            f"new users, first {n} ratings folded in ({result['users']['scored']} users; "
-            + ", ".join(f"{k} {v:g}" for k, v in result["chosen"].items()) + ")",
+            f"new users, first {n} ratings folded in ({users}{chosen})",
             "".join([f"{'':<18}", *(f"{name.upper():>17}" for name in names)]),
-        ]  # fmt: skip
+        ]
         for key, label in FOLD_IN_ROWS.items():
+            if key not in result:
+                continue
             values = [result[key].get(name) for name in names]
             cells = [f"{v:>17.4f}" if v is not None else f"{'':>17}" for v in values]
             lines.append(f"{label:<18}" + "".join(cells))
