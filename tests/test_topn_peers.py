@@ -137,11 +137,11 @@ def test_peers_fold_in_new_users_and_the_report_says_which_predict_no_ratings(tm
     cold = ("data.split=cold_users", "refit=false", "fold_in.history=[5]")
     sweep = tmp_path / "sweep"
     for job, peer in enumerate(["ease", "svd"]):
-        out = sweep / f"{job}_model={peer}"
+        out = sweep / f"{job}_{peer}"  # the overrides file below says which
         metrics = fit_and_test(make_cfg(out, *RATINGS, *cold, f"model={peer}"))
         (out / ".hydra").mkdir(parents=True)
         (out / ".hydra" / "overrides.yaml").write_text(f"- model={peer}\n")
-    ease = json.loads((sweep / "0_model=ease" / "metrics.json").read_text())
+    ease = json.loads((sweep / "0_ease" / "metrics.json").read_text())
     assert 0 < ease["fold_in"]["5"]["fold_in"]["full_ndcg@10"] <= 1
     assert metrics["test"]["rmse"] > 0  # svd
     write_report(sweep)

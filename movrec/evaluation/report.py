@@ -242,9 +242,10 @@ def write_report(sweep_dir: str | Path) -> pd.DataFrame:
     aggregated = aggregate(table, varying)
     if aggregated is not None:
         parts += ["", "## Mean ± std over seeds / folds / splits", "", markdown(aggregated)]
-    if "rmse" in table and table["rmse"].isna().any():
-        silent = sorted(set(table.loc[table["rmse"].isna() & (table["status"] == "ok"), "model"]))
-        parts += ["", f"No rating predictions (no RMSE, MAE, R²): {', '.join(map(str, silent))}."]
+    done = table[table["status"] == "ok"]
+    if "rmse" in done and "model" in done and done["rmse"].isna().any():
+        silent = sorted(set(done.loc[done["rmse"].isna(), "model"].astype(str)))
+        parts += ["", f"No rating predictions (no RMSE, MAE, R²): {', '.join(silent)}."]
     ranked = [c for c in table.columns if "full_ndcg@" in c]
     for metric in ("r2", "rmse", *ranked):
         paired = paired_differences(table, metric)

@@ -193,14 +193,13 @@ class Recommender:
         logits = ranking_scores(model, self.tensors, histories)(torch.tensor([0]))[0]
         scores = model.list_score(logits, predicted)
         table = self.table(scores, exclude, k, "score")
-        shown = model.clip(predicted[self._rows(table["movie_id"])])
-        table["predicted_rating"] = shown.numpy()
-        every = self._batch(slice(None))
-        vectors, _ = ranking.movies(model.net.movie(every), every["movie_id"])
-        shown = torch.from_numpy(pd.Index(self.labels["movie_id"]).get_indexer(table["movie_id"]))
+        listed = self._rows(table["movie_id"])
+        table["predicted_rating"] = model.clip(predicted[listed]).numpy()
         if not (ids != 0).any():
             return table.assign(because="")
-        terms = ranking.history.weight[ids] @ vectors[shown].T  # (watched, listed)
+        every = self._batch(slice(None))
+        vectors, _ = ranking.movies(model.net.movie(every), every["movie_id"])
+        terms = ranking.history.weight[ids] @ vectors[listed].T  # (watched, listed)
         terms[ids == 0] = float("-inf")
         return table.assign(because=[reasons[i] for i in terms.argmax(0).tolist()])
 
