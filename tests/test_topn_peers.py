@@ -7,12 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from conftest import make_cfg
 from movrec.errors import UserError
 from movrec.evaluation.report import write_report
-from movrec.evaluation.topn import TopNTask, top_n_metrics
 from movrec.peers.surprise import grid
 from movrec.peers.topn import Catalogue, TopNPeer
 from movrec.run import fit_and_test
@@ -103,20 +101,6 @@ def test_vbpr_ranks_movies_nobody_watched_by_their_content():
     )
     np.testing.assert_allclose(scores[0, cold], expected, rtol=1e-4, atol=1e-5)
     assert np.isfinite(scores).all()
-
-
-def test_top_n_metrics_of_a_peer_are_those_of_its_score_matrix():
-    from cornac.models import EASE
-
-    ratings, catalogue = _watched()
-    seen, test = ratings.iloc[:250], ratings.iloc[250:]
-    users = pd.Index(np.sort(seen["user_id"].unique()))
-    peer = TopNPeer(EASE, {"lamb": 5.0, "verbose": False}, catalogue)
-    peer.fit(catalogue.matrix(seen, users), users)
-    task = TopNTask.build(seen, test, catalogue.movie_ids, threshold=4.0)
-    matrix = torch.from_numpy(peer.scores(users.get_indexer(task.users)))
-    direct = top_n_metrics(task, lambda rows: matrix[rows], k=5)
-    assert 0 < direct["full_ndcg@5"] <= 1
 
 
 @pytest.mark.slow

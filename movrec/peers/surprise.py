@@ -51,18 +51,28 @@ def grid(search: dict[str, list] | None) -> list[dict[str, Any]]:
     ]
 
 
+def user_peer_settings(
+    peer: str, kind: str, options: dict[str, Any], datamodule: FittedDataModule
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A peer that reads user ratings: its fixed options and every setting of its ``search``
+    grid; a clear error on data without users."""
+    if not datamodule.has_users:
+        raise UserError(
+            f"model {peer} is a {kind}: it needs user ratings (data=movielens_tmdb, "
+            "e.g. experiment=recommend)"
+        )
+    options = dict(options)
+    return options, grid(options.pop("search", None))
+
+
 def fit_and_test(
     algorithm_class: type, options: dict[str, Any], datamodule: FittedDataModule,
     ranking_k: int = 10, relevance_threshold: float = 4.0,
 ) -> dict[str, Any]:  # fmt: skip
     """Choose the setting on validation RMSE, refit it on train + validation, test once."""
-    if not datamodule.has_users:
-        raise UserError(
-            f"model {algorithm_class.__name__} is a collaborative-filtering peer: it needs user "
-            "ratings (data=movielens_tmdb, e.g. experiment=recommend)"
-        )
-    options = dict(options)
-    search = options.pop("search", None)
+    options, settings = user_peer_settings(
+        algorithm_class.__name__, "collaborative-filtering peer", options, datamodule
+    )
     frames = datamodule.frames
     train, val, test = frames["train"], frames["val"], frames["test"]
     seen = pd.concat([train, val])
@@ -70,7 +80,7 @@ def fit_and_test(
     start = time.perf_counter()
     trainset = _trainset(train, scale)
     best_loss, best = None, {}
-    for setting in grid(search):
+    for setting in settings:
         algorithm = algorithm_class(**{**options, **setting})
         algorithm.fit(trainset)
         pred = _predict(algorithm, val).clip(*scale)

@@ -26,7 +26,7 @@ from movrec.data import FittedDataModule
 from movrec.errors import UserError
 from movrec.evaluation.fold_in import history_and_rest
 from movrec.evaluation.topn import TopNTask, top_n_metrics
-from movrec.peers.surprise import grid
+from movrec.peers.surprise import user_peer_settings
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +185,7 @@ def fit_and_test(
     """Choose the setting on validation NDCG, refit, test once; on ``cold_users`` the test is
     the fold-in of each history length (``fold_in`` of metrics.json)."""
     name = peer_class.__name__
-    if not datamodule.has_users:
-        raise UserError(
-            f"model {name} is a top-N peer: it needs user ratings (data=movielens_tmdb, "
-            "e.g. experiment=recommend)"
-        )
-    options = dict(options)
-    search = options.pop("search", None)
+    options, settings = user_peer_settings(name, "top-N peer", options, datamodule)
     evaluation = Evaluation(datamodule, ranking_k, relevance_threshold, max_users)
     if name == "VBPR" and evaluation.catalogue.features is None:
         raise UserError(f"model {name} reads the movie features: set data.features")
@@ -200,7 +194,7 @@ def fit_and_test(
     key = f"full_ndcg@{ranking_k}"
     start = time.perf_counter()
     best_score, best = None, {}
-    for setting in grid(search):
+    for setting in settings:
         peer = evaluation.fit(peer_class, {**options, **setting}, train)
         if cold_users and not peer.folds_in:
             raise UserError(f"model {name} has no fold-in for new users (data.split=cold_users)")
