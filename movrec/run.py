@@ -33,6 +33,13 @@ from movrec.evaluation.results import (
 from movrec.evaluation.topn import catalogue_metrics
 from movrec.models.regressor import RatingRegressor, parameter_counts
 from movrec.serving.checkpoint import Checkpoint, SafeCheckpointIO, read_checkpoint
+from movrec.threads import (
+    available_cores,
+    concurrent_jobs,
+    peer_thread_options,
+    thread_share,
+    use_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +121,20 @@ def fit_peer(cfg: DictConfig, datamodule: FittedDataModule, info: RunInfo) -> di
     if ignored := sorted(k for k in settings if k in network):
         log.info("%s ignores the network's settings %s", peer_class.__name__, ignored)
     options = {k: v for k, v in settings.items() if k not in network and k != "_target_"}
+    options = {**peer_thread_options(peer_class, process_threads(cfg)), **options}
     users = user_settings(cfg)
     fields = peers.fit_and_test(
         peer_class, options, datamodule, info.ranking_k, info.relevance_threshold,
         users["max_users"], users["fold_in_history"],
     )  # fmt: skip
     return run_metrics(info, datamodule, fields.pop("test"), **fields)
+
+
+def process_threads(cfg: DictConfig) -> int:
+    """``threads``, or the cores over the jobs the sweep's launcher runs at once."""
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else {}
+    cores = available_cores()
+    return thread_share(cfg.get("threads"), cores, concurrent_jobs(launcher.get("n_jobs"), cores))
 
 
 def user_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -138,6 +153,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # in the run's log instead
         log.info("seed %d", cfg.seed)
+    use_threads(process_threads(cfg))
     resume = cfg.get("ckpt_path")
     if resume:  # a missing or damaged file fails now, not after the data is built
         read_checkpoint(resume, trust=bool(cfg.get("trust_checkpoint")))
