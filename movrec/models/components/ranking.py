@@ -7,8 +7,8 @@ from torch import nn
 
 
 class RankingTower(nn.Module):
-    """A user is the sum of learned vectors of the movies they watched, over their number to
-    a learned power (a new user's five likes and a regular's 500 ratings are one kind of
+    """A user is the sum of learned vectors of the movies they watched, over the square root
+    of their number (a new user's five likes and a regular's 500 ratings are one kind of
     input, so neither needs a fitted user vector). A movie is a projection of its encoding
     plus a bias from it, so a movie no one has rated is placed by its content. The score is
     their dot product plus the movie's bias: the logit of a softmax over the catalogue."""
@@ -23,9 +23,6 @@ class RankingTower(nn.Module):
         self.ids = nn.Embedding(n_movie_ids, dim + 1, padding_idx=0)
         nn.init.zeros_(self.ids.weight)
         self.dim = dim
-        # How a user vector grows with their number of movies (0.5: the square root), learned
-        # so that five likes and 500 ratings each get the weight their evidence deserves.
-        self.length_power = nn.Parameter(torch.tensor(0.5))
 
     def users(
         self, history: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor
@@ -36,7 +33,7 @@ class RankingTower(nn.Module):
         lengths = torch.diff(offsets, append=offsets.new_tensor([len(history)]))
         bag = torch.repeat_interleave(torch.arange(len(offsets), device=offsets.device), lengths)
         counts = torch.zeros(len(offsets), device=weights.device).index_add_(0, bag, weights)
-        return summed / counts.clamp(min=1.0).pow(self.length_power).unsqueeze(1)
+        return summed / counts.clamp(min=1.0).sqrt().unsqueeze(1)
 
     def movies(
         self, encoding: torch.Tensor, ids: torch.Tensor
