@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -121,7 +122,8 @@ def fit_peer(cfg: DictConfig, datamodule: FittedDataModule, info: RunInfo) -> di
     if ignored := sorted(k for k in settings if k in network):
         log.info("%s ignores the network's settings %s", peer_class.__name__, ignored)
     options = {k: v for k, v in settings.items() if k not in network and k != "_target_"}
-    options = {**peer_thread_options(peer_class, process_threads(cfg)), **options}
+    # The share fit_and_test gave this process, for the libraries with their own pools.
+    options = {**peer_thread_options(peer_class, torch.get_num_threads()), **options}
     users = user_settings(cfg)
     fields = peers.fit_and_test(
         peer_class, options, datamodule, info.ranking_k, info.relevance_threshold,

@@ -1,10 +1,9 @@
 """How many threads a training process gives its numeric libraries.
 
 Each library defaults to every core. Two processes on one machine then spin against each
-other: on the 2-core development machine, a hybrid fit beside another training process ran at
-about 24 s per epoch with the defaults and about 1 s with one thread each. So a process takes
-its share, the cores over the jobs the launcher runs at once (``threads`` in conf/train.yaml
-overrides it), and every library in it is held to that share.
+other, and a fit beside another runs many times slower than with one thread each. So a
+process takes its share, the cores over the jobs the launcher runs at once (``threads`` in
+conf/train.yaml overrides it), and every library in it is held to that share.
 """
 
 from __future__ import annotations

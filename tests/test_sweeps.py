@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 from movrec.data.movielens import write_movielens
 from movrec.data.synthetic import make_tmdb, write_tmdb
-from movrec.threads import available_cores
+from movrec.threads import available_cores, thread_share
 
 pytestmark = pytest.mark.slow  # subprocess sweeps: Optuna, joblib, SLURM
 
@@ -71,7 +71,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     (sweep,) = (tmp_path / "multiruns").iterdir()
     assert list(pd.read_csv(sweep / "summary.csv")["model"]) == ["deep", "glove"]
     # Two jobs at a time: each holds its libraries to half the cores, not all of them.
-    share = max(1, available_cores() // 2)
+    share = thread_share(None, available_cores(), jobs=2)
     for log in sweep.glob("*/train.log"):
         assert f"{share} thread(s) per library in this process" in log.read_text()
 

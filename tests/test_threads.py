@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from movrec.errors import UserError
 from movrec.threads import concurrent_jobs, peer_thread_options, thread_share, use_threads
@@ -35,12 +36,11 @@ def test_peers_with_their_own_thread_pools_get_the_share():
 
 
 def test_use_threads_holds_torch_and_blas_to_the_share():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     before = torch.get_num_threads()
     limits = use_threads(1)
     try:
         assert torch.get_num_threads() == 1
-        pools = threadpoolctl.threadpool_info()
+        pools = threadpool_info()
         assert pools and all(pool["num_threads"] == 1 for pool in pools)
     finally:
         torch.set_num_threads(before)
