@@ -70,8 +70,48 @@ def test_sampled_candidates_hold_each_rows_movie_at_its_target():
     everything = {"user_id": torch.tensor([1]), "movie_id": torch.tensor([6])}
     RankingExamples(HISTORIES, 0.0, popularity).add(everything, torch.tensor([6]), movies)
     assert everything["ranking_target"].tolist() == [6]
-    assert everything["candidate_features"] is movies["features"]  # every movie, no copy
+    torch.testing.assert_close(everything["candidate_features"], movies["features"])
     assert "ranking_log_q" not in everything
+
+
+@pytest.mark.parametrize("negatives", [None, 8])
+def test_only_candidate_movies_are_candidates(negatives):
+    torch.manual_seed(0)
+    movies = _movies(50)
+    popularity = torch.full((50,), 1 / 40, dtype=torch.float64)
+    popularity[::5] = 0.0
+    candidates = torch.arange(50) % 5 != 0  # movies 0, 5, 10, ...: held out (cold)
+    examples = RankingExamples(HISTORIES, 0.0, popularity, negatives, candidates)
+    rows = torch.tensor([3, 17, 3, 41])
+    for _ in range(20):
+        batch = {"user_id": torch.tensor([1, 2, 0, 3]), "movie_id": rows.clone()}
+        examples.add(batch, rows, movies)
+        drawn = batch["candidate_movie_id"]
+        assert not (drawn % 5 == 0).any()
+        assert drawn[batch["ranking_target"]].tolist() == rows.tolist()
+        assert len(drawn) == (40 if negatives is None else len(set(drawn.tolist())))
+    if negatives:  # the draws are uniform over the 40 candidates
+        log_q = batch["ranking_log_q"]
+        torch.testing.assert_close(log_q.exp(), torch.full_like(log_q, 4 / 40 + negatives / 40))
+
+
+def test_short_histories_keep_one_to_short_max_of_the_users_other_movies():
+    torch.manual_seed(0)
+    many = Histories.build(np.repeat([1, 2], 30), np.tile(np.arange(1, 31), 2), 3)
+    popularity = torch.full((31,), 1 / 31, dtype=torch.float64)
+    users = torch.tensor([1, 2] * 200)
+    rows = torch.randint(1, 31, (len(users),))
+    movies = _movies(31)
+    short = {"user_id": users, "movie_id": rows}
+    RankingExamples(many, 0.5, popularity, short_share=1.0, short_max=3).add(short, rows, movies)
+    kept = short["history_weights"].view(len(users), 30)
+    assert set(kept.sum(1).tolist()) == {1.0, 2.0, 3.0}  # each count drawn, exactly kept
+    own = short["history"].view(len(users), 30) == rows[:, None]
+    assert not (kept.bool() & own).any()  # the row's own movie is never kept
+    full = {"user_id": users, "movie_id": rows}
+    RankingExamples(many, 0.5, popularity, short_share=0.0).add(full, rows, movies)
+    counts = full["history_weights"].view(len(users), 30).sum(1)
+    assert abs(float(counts.mean()) - 29 * 0.5) < 0.5  # no limit: only the dropout
 
 
 def test_a_hidden_user_has_an_empty_bag_and_the_bag_leaves_out_the_movie_before_its_id_hides():
@@ -92,6 +132,23 @@ def test_a_hidden_user_has_an_empty_bag_and_the_bag_leaves_out_the_movie_before_
     batch = shown.__getitems__([0, 1])
     assert batch["history_weights"].tolist() == [1.0, 0.0, 0.0, 1.0]  # 6 for user 1, 4 for 2
     assert "history" not in data.all()  # evaluation rows carry no ranking inputs
+
+
+def test_candidate_ids_hide_at_the_rows_rate_so_content_alone_is_ranked_too():
+    torch.manual_seed(0)
+    movies = {"movie_id": torch.arange(1, 2001), "features": torch.randn(2000, 3)}
+    popularity = torch.full((2000,), 1 / 2000, dtype=torch.float64)
+    ratings = {"movie_row": torch.tensor([6, 4]), "user_id": torch.tensor([1, 2]),
+               "rating": torch.tensor([4.0, 2.0])}  # fmt: skip
+    examples = RankingExamples(HISTORIES, 0.0, popularity)
+    data = TensorBatches(ratings, {"movie_id": 0.25}, movies, examples)
+    hidden = [float((data.__getitems__([0, 1])["candidate_movie_id"] == 0).double().mean())
+              for _ in range(5)]  # fmt: skip
+    assert all(abs(share - 0.25) < 0.03 for share in hidden)
+    assert len(set(hidden)) == 5  # drawn anew for every batch
+    assert (examples._pool_movies["movie_id"] > 0).all()  # the kept candidates stay whole
+    plain = TensorBatches(ratings, {}, movies, examples).__getitems__([0, 1])
+    assert plain["candidate_movie_id"].tolist() == movies["movie_id"].tolist()
 
 
 def _regressor(**options) -> RatingRegressor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from movrec.data.splits import split_ratings
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport
 from movrec.data.vocab import UNKNOWN_ID_INDEX
+from movrec.errors import UserError
 from movrec.evaluation.baselines import fit_biases, score_predictions
 from movrec.models.metrics import ranking_at_k
 
@@ -129,6 +132,41 @@ def test_cold_items_test_movies_get_the_unknown_id():
     assert (module.examples("test")["movie_id"] == UNKNOWN_ID_INDEX).all()
     batch = next(iter(module.train_dataloader()))  # unknown users and movies are trained
     assert {"movie_id", "user_id"} <= set(batch)
+
+
+def test_the_ranking_softmax_leaves_out_the_movies_the_split_holds_out():
+    module = RatingsDataModule(
+        TmdbSynthetic(**SYNTHETIC),
+        MovielensSynthetic(**USERS),
+        features=FEATURES,
+        split="cold_items",
+        ranking={"history_dropout": 0.5},
+    )
+    module.setup()
+    ids = pd.Index(module.movies["movie_id"])
+    pool = set(ids[module.ranking_examples().pool.numpy()])
+    frames = module.frames
+    held_out = set(frames["val"]["movie_id"]) | set(frames["test"]["movie_id"])
+    never_rated = set(ids) - held_out - set(frames["train"]["movie_id"])
+    assert held_out and never_rated  # both kinds exist in the synthetic data
+    assert pool == set(ids) - held_out  # cold movies are not released yet; unrated ones are
+    module.train_on_validation_too()  # the refit learns the validation movies too
+    pool = set(ids[module.ranking_examples().pool.numpy()])
+    assert pool == set(ids) - set(frames["test"]["movie_id"])
+
+
+@pytest.mark.parametrize(
+    ("ranking", "message"),
+    [
+        ({"history_dropout": 1.0}, "data.ranking.history_dropout must be in [0, 1)"),
+        ({"short_histories": 1.5}, "data.ranking.short_histories must be in [0, 1]"),
+        ({"negatives": 0}, "data.ranking.negatives must be >= 1 or null"),
+        ({"history_dropuot": 0.5}, "data.ranking: unknown setting(s) ['history_dropuot']"),
+    ],
+)
+def test_ranking_settings_out_of_range_fail_in_one_line(ranking, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        RatingsDataModule(TmdbSynthetic(**SYNTHETIC), MovielensSynthetic(**USERS), ranking=ranking)
 
 
 def test_preprocessing_is_fitted_on_training_ratings_only(dm, monkeypatch):

@@ -121,18 +121,20 @@ def test_user_recommendations_are_unseen_and_sorted(recommender):
 def test_new_user_gets_more_of_what_they_like(recommender, world, genre):
     movies, _ = world
 
-    def liking(name: str) -> list[str]:
-        return movies[movies["genres"].str.contains(f'"{name}"')]["title"].head(5).tolist()
+    def liking(name: str, unlike: str) -> list[str]:  # tastes apart: no movie of both genres
+        genres = movies["genres"]
+        mask = genres.str.contains(f'"{name}"') & ~genres.str.contains(f'"{unlike}"')
+        return movies[mask]["title"].head(5).tolist()
 
     def share(table: pd.DataFrame) -> float:
         return np.mean([genre in genres for genres in table["genres"]])
 
     # The planted tastes are strong (+1.5 stars): a light pull towards the unknown user lets
     # five likes show (the default l2 was chosen on MovieLens, where five ratings say less).
-    liked = liking(genre)
-    top = recommender.new_user(likes=liked, k=10, l2=0.1)
     other_genre = {"Horror": "Documentary"}.get(genre, "Horror")
-    other = recommender.new_user(likes=liking(other_genre), k=10, l2=0.1)
+    liked = liking(genre, other_genre)
+    top = recommender.new_user(likes=liked, k=10, l2=0.1)
+    other = recommender.new_user(likes=liking(other_genre, genre), k=10, l2=0.1)
     assert share(top) >= 0.5 and share(top) > share(other)
     low, high = recommender.datamodule.preprocessing.target_range  # no 6 on a 5-star scale
     assert top["predicted_rating"].between(low, high).all()
@@ -165,11 +167,15 @@ def test_each_recommendation_says_which_liked_movie_adds_most_to_its_score(recom
 def test_new_users_with_different_likes_get_different_lists(recommender, world):
     movies, _ = world
 
-    def liking(name: str) -> list[str]:
-        return movies[movies["genres"].str.contains(f'"{name}"')]["title"].head(2).tolist()
+    tastes = ("Horror", "Documentary", "Comedy")
 
-    lists = [set(recommender.new_user(likes=liking(g), k=10)["title"])
-             for g in ("Horror", "Documentary", "Comedy")]  # fmt: skip
+    def liking(name: str) -> list[str]:  # tastes apart: none of the other two genres
+        genres = movies["genres"]
+        others = [genres.str.contains(f'"{g}"') for g in tastes if g != name]
+        mask = genres.str.contains(f'"{name}"') & ~others[0] & ~others[1]
+        return movies[mask]["title"].head(2).tolist()
+
+    lists = [set(recommender.new_user(likes=liking(g), k=10)["title"]) for g in tastes]
     assert max(len(a & b) for a, b in combinations(lists, 2)) <= 3
 
 

@@ -18,7 +18,9 @@ class TensorBatches(torch.utils.data.Dataset):
     ``movie_row`` gathers that movie's tensors per batch, so a rating costs a few ints, not a
     copy of its movie. During training a share of ids (``unknown_rates``, e.g.
     ``{"movie_id": 0.1}``) is replaced by the unknown index, so the unknown embedding that
-    unseen movies (or users) get at test time is a learned one.
+    unseen movies (or users) get at test time is a learned one. The ranking candidates' ids
+    hide at the same rate: a movie no one rated is ranked by its content, so content alone
+    must compete with the ids of known movies, as a watched movie too.
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class TensorBatches(torch.utils.data.Dataset):
             self.ranking.add(batch, rows, self.movies)
         for key, rate in rates.items():
             batch[key] = hide(batch[key], rate)
+            if "candidate_" + key in batch:  # so that content alone is ranked against ids
+                batch["candidate_" + key] = hide(batch["candidate_" + key], rate)
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -32,10 +32,15 @@ class Histories:
         return cls(torch.from_numpy(indptr), torch.from_numpy(items[order].astype(np.int64)))
 
     def bags(
-        self, users: torch.Tensor, leave_out: torch.Tensor | None = None, dropout: float = 0.0
+        self,
+        users: torch.Tensor,
+        leave_out: torch.Tensor | None = None,
+        dropout: float = 0.0,
+        keep: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The bags of ``users`` as EmbeddingBag inputs: flat ids, offsets, per-id weights
-        (0 for ``leave_out``, each row's own movie, and for dropped ids)."""
+        (0 for ``leave_out``, each row's own movie, for dropped ids, and past ``keep``: per
+        bag, how many of its remaining ids stay, drawn at random)."""
         start, stop = self.indptr[users], self.indptr[users + 1]
         length = stop - start
         offsets = torch.cumsum(length, 0) - length
@@ -43,42 +48,71 @@ class Histories:
         position = torch.repeat_interleave(start - offsets, length, output_size=total)
         flat = self.items[position + torch.arange(total)]
         weights = torch.ones(total)
+        bag = torch.repeat_interleave(torch.arange(len(users)), length, output_size=total)
         if leave_out is not None:
-            weights[flat == torch.repeat_interleave(leave_out, length, output_size=total)] = 0.0
+            weights[flat == leave_out[bag]] = 0.0
         if dropout:
             weights[torch.rand(total) < dropout] = 0.0
+        if keep is not None:  # a random order within each bag, its remaining ids first
+            order = torch.argsort(
+                bag + torch.rand(total, dtype=torch.double) * 0.5 + (weights == 0) * 0.5
+            )
+            rank = torch.empty_like(order)
+            rank[order] = torch.arange(total)
+            weights[rank - offsets[bag] >= keep[bag]] = 0.0
         return {"history": flat, "history_offsets": offsets, "history_weights": weights}
 
 
 @dataclass(frozen=True)
 class RankingExamples:
     """What a training batch needs for the ranking loss, beside its rating rows: each row's
-    user bag (its own movie left out, ``dropout`` of it dropped) and the candidate movies the
-    row's movie is to be found among (``candidate_*``), with the index of each row's movie
-    there (``ranking_target``).
+    user bag (its own movie left out, ``dropout`` of it dropped; for a share ``short_share``
+    of rows, only 1 to ``short_max`` movies kept, so new users' few likes are trained on) and
+    the candidate movies the row's movie is to be found among (``candidate_*``), with the
+    index of each row's movie there (``ranking_target``).
 
-    ``negatives`` None: every catalogue movie is a candidate (an exact softmax). Otherwise the
-    batch's own movies plus ``negatives`` drawn uniformly, with the log of how often each
-    candidate is expected in a batch (``ranking_log_q``; ``popularity``: each movie's share
-    of the training rows), which the loss subtracts so popular movies are not over-penalised."""
+    ``negatives`` None: every ``candidates`` movie is one (an exact softmax). Otherwise the
+    batch's own movies plus ``negatives`` drawn uniformly from those, with the log of how
+    often each candidate is expected in a batch (``ranking_log_q``; ``popularity``: each
+    movie's share of the training rows), which the loss subtracts so popular movies are not
+    over-penalised."""
 
     histories: Histories
     dropout: float
     popularity: torch.Tensor  # (catalogue movies,)
     negatives: int | None = None
+    candidates: torch.Tensor | None = None  # (catalogue movies,) bool; None: every movie
+    short_share: float = 0.0
+    short_max: int = 10
+
+    def __post_init__(self) -> None:
+        every = torch.ones(len(self.popularity), dtype=torch.bool)
+        pool = torch.nonzero(every if self.candidates is None else self.candidates).squeeze(1)
+        position = torch.full((len(self.popularity),), -1, dtype=torch.long)
+        position[pool] = torch.arange(len(pool))
+        object.__setattr__(self, "pool", pool)
+        object.__setattr__(self, "pool_position", position)
+        object.__setattr__(self, "_pool_movies", {})  # the exact softmax's candidates, once
 
     def add(
         self, batch: dict[str, torch.Tensor], rows: torch.Tensor, movies: dict[str, torch.Tensor]
     ) -> None:
-        batch.update(self.histories.bags(batch["user_id"], batch["movie_id"], self.dropout))
-        n = len(self.popularity)
-        if self.negatives is None or self.negatives >= n:
-            candidates, batch["ranking_target"] = None, rows
+        users, keep = batch["user_id"], None
+        if self.short_share:  # these rows' bags keep 1 to short_max movies, as a new user's
+            short = torch.rand(len(users)) < self.short_share
+            limit = torch.randint(1, self.short_max + 1, (len(users),))
+            keep = torch.where(short, limit, torch.iinfo(torch.long).max)
+        batch.update(self.histories.bags(users, batch["movie_id"], self.dropout, keep))
+        pool = self.pool
+        if self.negatives is None or self.negatives >= len(pool):
+            if not self._pool_movies:
+                self._pool_movies.update({k: v[pool] for k, v in movies.items()})
+            batch.update({"candidate_" + k: v for k, v in self._pool_movies.items()})
+            batch["ranking_target"] = self.pool_position[rows]
         else:
-            drawn = torch.randint(n, (self.negatives,))
+            drawn = pool[torch.randint(len(pool), (self.negatives,))]
             candidates, target = torch.unique(torch.cat([rows, drawn]), return_inverse=True)
             batch["ranking_target"] = target[: len(rows)]
-            expected = len(rows) * self.popularity[candidates] + self.negatives / n
+            expected = len(rows) * self.popularity[candidates] + self.negatives / len(pool)
             batch["ranking_log_q"] = expected.log()
-        for key, values in movies.items():
-            batch["candidate_" + key] = values if candidates is None else values[candidates]
+            batch.update({"candidate_" + k: v[candidates] for k, v in movies.items()})

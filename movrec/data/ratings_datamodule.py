@@ -57,11 +57,13 @@ class RatingsDataModule(FittedDataModule):
             raise UserError(f"data.split must be one of {list(RATING_SPLITS)}, got {split!r}")
         if not 0 <= unknown_user_rate < 1:
             raise UserError(f"data.unknown_user_rate must be in [0, 1), got {unknown_user_rate}")
-        unknown = set(ranking or {}) - {"history_dropout", "negatives"}
+        unknown = set(ranking or {}) - {"history_dropout", "negatives", "short_histories"}
         if unknown:
             raise UserError(f"data.ranking: unknown setting(s) {sorted(unknown)}")
         if not 0 <= (ranking or {}).get("history_dropout", 0.0) < 1:
             raise UserError("data.ranking.history_dropout must be in [0, 1)")
+        if not 0 <= (ranking or {}).get("short_histories", 0.0) <= 1:
+            raise UserError("data.ranking.short_histories must be in [0, 1]")
         if (ranking or {}).get("negatives") is not None and ranking["negatives"] < 1:
             raise UserError("data.ranking.negatives must be >= 1 or null (every movie)")
         self.movies = pd.DataFrame()
@@ -121,13 +123,21 @@ class RatingsDataModule(FittedDataModule):
         settings = self.hparams.ranking
         if settings is None:
             return None
-        rows = pd.Index(self.movies["movie_id"]).get_indexer(self.train_rows["movie_id"])
+        ids = pd.Index(self.movies["movie_id"])
+        rows = ids.get_indexer(self.train_rows["movie_id"])
         popularity = torch.bincount(torch.from_numpy(rows), minlength=len(self.movies))
+        # A movie whose ratings the split holds out (a cold item) is not released yet when
+        # the model trains: it is no candidate, as it is no item of the peers' matrices.
+        # Catalogue movies no one rated are candidates: that no one watches them is learned.
+        rated = pd.concat([frame["movie_id"] for frame in self.frames.values()])
+        held_out = ids.isin(rated) & ~ids.isin(self.train_rows["movie_id"])
         return RankingExamples(
             self.histories(self.train_rows),
             settings.get("history_dropout", 0.0),
             popularity.double() / max(len(rows), 1),
-            settings.get("negatives"),
+            negatives=settings.get("negatives"),
+            candidates=torch.from_numpy(~held_out),
+            short_share=settings.get("short_histories", 0.0),
         )
 
     def rating_tensors(self, ratings: pd.DataFrame) -> dict[str, torch.Tensor]:
