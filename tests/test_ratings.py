@@ -121,28 +121,27 @@ def test_one_example_per_rating_with_user_and_movie_inputs(dm):
     assert dm.preprocessing.target_mean == pytest.approx(dm.frames["train"]["rating"].mean())
 
 
-def test_cold_items_test_movies_get_the_unknown_id():
+def _cold_items(**options) -> RatingsDataModule:
     module = RatingsDataModule(
         TmdbSynthetic(**SYNTHETIC),
         MovielensSynthetic(**USERS),
         features=FEATURES,
         split="cold_items",
+        **options,
     )
     module.setup()
+    return module
+
+
+def test_cold_items_test_movies_get_the_unknown_id():
+    module = _cold_items()
     assert (module.examples("test")["movie_id"] == UNKNOWN_ID_INDEX).all()
     batch = next(iter(module.train_dataloader()))  # unknown users and movies are trained
     assert {"movie_id", "user_id"} <= set(batch)
 
 
 def test_the_ranking_softmax_leaves_out_the_movies_the_split_holds_out():
-    module = RatingsDataModule(
-        TmdbSynthetic(**SYNTHETIC),
-        MovielensSynthetic(**USERS),
-        features=FEATURES,
-        split="cold_items",
-        ranking={"history_dropout": 0.5},
-    )
-    module.setup()
+    module = _cold_items(ranking={"history_dropout": 0.5})
     ids = pd.Index(module.movies["movie_id"])
     pool = set(ids[module.ranking_examples().pool.numpy()])
     frames = module.frames
