@@ -59,7 +59,8 @@ class FittedDataModule(L.LightningDataModule):
         self.feature_spec = FeatureSpec(**features) if features is not None else None
         # This frame's and the subclass's arguments (Lightning walks the __init__ chain); the
         # checkpoint keeps them, so a run's data can be rebuilt. run.log_hparams logs them.
-        self.save_hyperparameters(ignore=["glove"], logger=False)
+        # Where a cache lives is the machine's business, not the run's.
+        self.save_hyperparameters(ignore=["glove", "cache_dir"], logger=False)
         self.glove = glove
         self.preprocessing: Preprocessing | None = None
         self.frames: dict[str, pd.DataFrame] = {}

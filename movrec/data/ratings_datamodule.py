@@ -15,10 +15,19 @@ import torch
 
 from movrec.data.base import FittedDataModule
 from movrec.data.batches import TensorBatches
+from movrec.data.cache import PreparedData, settings_key
 from movrec.data.histories import Histories, RankingExamples
 from movrec.data.movielens import join_ratings
+from movrec.data.preprocessing import Preprocessing
 from movrec.data.splits import RATING_SPLITS, split_ratings
+from movrec.data.tmdb import CleaningReport
 from movrec.errors import UserError
+
+# Settings of how batches are drawn, not of what the prepared data holds.
+LOADER_SETTINGS = (
+    "batch_size", "eval_batch_size", "ranking", "unknown_user_rate", "unknown_id_rate",
+    "cache_dir",
+)  # fmt: skip
 
 
 class RatingsDataModule(FittedDataModule):
@@ -40,6 +49,7 @@ class RatingsDataModule(FittedDataModule):
         drop_unrated: bool = False,
         batch_size: int = 256,
         ranking: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
         **shared: Any,
     ):
         """``shared``: the options every datamodule has (see :class:`FittedDataModule`); here
@@ -47,7 +57,11 @@ class RatingsDataModule(FittedDataModule):
 
         ``ranking`` (``history_dropout``, ``negatives``; see
         :class:`~movrec.data.histories.RankingExamples`): training batches also carry what
-        the network's ranking part learns from. None: rating rows only."""
+        the network's ranking part learns from. None: rating rows only.
+
+        ``cache_dir``: where the prepared rows, tensors and fitted preprocessing are kept
+        (:mod:`movrec.data.cache`), so a run with the same files and settings skips building
+        them. None: no cache."""
         super().__init__(movies, drop_unrated=drop_unrated, batch_size=batch_size, **shared)
         if not hasattr(ratings, "read"):
             raise UserError(
@@ -69,10 +83,56 @@ class RatingsDataModule(FittedDataModule):
         self.movies = pd.DataFrame()
         self.movie_tensors: dict[str, torch.Tensor] = {}
         self.train_rows = pd.DataFrame()  # the ratings the training batches hold
+        self.cache_dir = cache_dir
 
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return
+        cache = self.prepared_cache()
+        entry = cache.load() if cache is not None else None
+        if entry is not None:
+            self.restore(*entry)
+            return
+        self.prepare()
+        if cache is not None:
+            cache.save(
+                {"movies": self.movies, **self.frames},
+                {
+                    "movie_tensors": self.movie_tensors,
+                    "tensors": self.tensors,
+                    "preprocessing": self.fitted.state_dict(),
+                },
+                {"sources": self.sources, "cleaning": self.report.counts},
+            )
+
+    def prepared_cache(self) -> PreparedData | None:
+        """This data's cache entry, keyed by the input files' bytes and the settings that shape
+        the rows; None without ``cache_dir`` or when a checkpoint's fitted preprocessing is
+        loaded (its tensors are that fit's, not a fresh one's)."""
+        if self.cache_dir is None or self.preprocessing is not None:
+            return None
+        h = self.hparams
+        settings = {k: v for k, v in h.items() if k not in LOADER_SETTINGS}
+        for name in ("movies", "ratings"):
+            settings[name] = {"source": type(h[name]).__name__, **h[name].fingerprint()}
+        if self.feature_spec is not None and self.feature_spec.text and self.glove is not None:
+            settings["glove"] = self.glove.fingerprint()
+        return PreparedData(self.cache_dir, settings_key(settings))
+
+    def restore(
+        self, frames: dict[str, pd.DataFrame], tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> None:
+        """This module as :meth:`prepare` left it, from a cache entry."""
+        self.movies = frames.pop("movies")
+        self.frames = frames
+        self.train_rows = frames["train"]
+        self.movie_tensors, self.tensors = tensors["movie_tensors"], tensors["tensors"]
+        self.preprocessing = Preprocessing.from_state(tensors["preprocessing"])
+        self.sources = meta["sources"]
+        self.report = CleaningReport(dict(meta["cleaning"]))
+
+    def prepare(self) -> None:
+        """Read, clean, join, split, fit on the training split and transform."""
         h = self.hparams
         movies, raw = self.load_movies()
         # The synthetic ratings generator draws its tastes from the raw movies.

@@ -8,13 +8,15 @@ splitting and fitting are the datamodules' business, the same for every source.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from movrec.data.movielens import make_movielens, read_movielens
+from movrec.data.cache import file_digest
+from movrec.data.movielens import LINKS_FILE, RATINGS_FILE, make_movielens, read_movielens
 from movrec.data.synthetic import make_tmdb
-from movrec.data.tmdb import read_tmdb
+from movrec.data.tmdb import CREDITS_FILE, MOVIES_FILE, find_table, read_tmdb
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class TmdbFiles:
     def read(self) -> RawMovies:
         return RawMovies(*read_tmdb(self.dir))
 
+    def fingerprint(self) -> dict[str, str | None]:
+        return files_fingerprint(self.dir, (MOVIES_FILE, CREDITS_FILE))
+
 
 @dataclass(frozen=True)
 class TmdbSynthetic:
@@ -47,6 +52,9 @@ class TmdbSynthetic:
     def read(self) -> RawMovies:
         movies, credits = make_tmdb(**asdict(self))
         return RawMovies(movies, credits, {"movies": f"synthetic({asdict(self)})"})
+
+    def fingerprint(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,9 @@ class MovielensFiles:
     def read(self, movies: pd.DataFrame) -> RawRatings:
         return RawRatings(*read_movielens(self.dir))
 
+    def fingerprint(self) -> dict[str, str | None]:
+        return files_fingerprint(self.dir, (RATINGS_FILE, LINKS_FILE))
+
 
 @dataclass(frozen=True)
 class MovielensSynthetic:
@@ -78,6 +89,15 @@ class MovielensSynthetic:
     def read(self, movies: pd.DataFrame) -> RawRatings:
         ratings, links, _ = make_movielens(movies, **asdict(self))
         return RawRatings(ratings, links, {"ratings": f"synthetic({asdict(self)})"})
+
+    def fingerprint(self) -> dict:
+        return asdict(self)
+
+
+def files_fingerprint(directory: str, names: tuple[str, ...]) -> dict[str, str | None]:
+    """Each named table's SHA-256 (None when absent: reading it then says what is missing)."""
+    found = {name: find_table(Path(directory).expanduser(), name) for name in names}
+    return {name: file_digest(path) if path else None for name, path in found.items()}
 
 
 # Saved with a datamodule's settings in every checkpoint: movrec's own frozen dataclasses of
