@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
@@ -32,10 +31,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def bare_training_epoch(model, optimizer, batches, device: torch.device) -> None:
+    """The same batches and losses as the module's training step (the rating MSE, plus the
+    ranking loss when the network ranks), without Lightning."""
     model.train()
     for batch in batches:
         batch = move_data_to_device(batch, device)
-        loss = F.mse_loss(model(batch), batch["rating"])
+        loss = model.training_loss(batch)[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

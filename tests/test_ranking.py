@@ -27,16 +27,18 @@ def test_histories_are_each_users_known_movies():
 
 
 def test_a_rows_own_movie_is_left_out_of_its_users_bag():
-    bags = HISTORIES.bags(torch.tensor([1, 2]), leave_out=torch.tensor([6, 4]))
-    assert bags["history"].tolist() == [4, 6, 4, 5]
-    assert bags["history_weights"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    bags = HISTORIES.bags(torch.tensor([1, 2, 3]), leave_out=torch.tensor([6, 4, 4]))
+    assert bags["history"].tolist() == [4, 5]  # user 1: 4 (6 left out); user 2: 5 (4 left out)
+    assert bags["history_offsets"].tolist() == [0, 1, 2]
+    assert bags["history_weights"].tolist() == [1.0, 1.0]
 
 
 def test_history_dropout_drops_about_its_share():
     torch.manual_seed(0)
     many = Histories.build(np.zeros(10_000, dtype=np.int64), np.arange(1, 10_001), 1)
-    weights = many.bags(torch.tensor([0]), dropout=0.3)["history_weights"]
-    assert abs(float((weights == 0).double().mean()) - 0.3) < 0.02
+    kept = many.bags(torch.tensor([0]), dropout=0.3)["history"]
+    assert abs(len(kept) / 10_000 - 0.7) < 0.02
+    assert len(set(kept.tolist())) == len(kept)
 
 
 def test_a_user_is_the_sum_of_their_movies_over_the_square_root_of_their_number():
@@ -61,7 +63,7 @@ def test_sampled_candidates_hold_each_rows_movie_at_its_target():
     batch = {"user_id": torch.tensor([1, 2, 0, 3]), "movie_id": rows.clone()}
     examples.add(batch, rows, movies)
     candidates = batch["candidate_movie_id"]
-    assert candidates[batch["ranking_target"]].tolist() == rows.tolist()
+    assert candidates[batch["movie_index"]].tolist() == rows.tolist()
     assert len(set(candidates.tolist())) == len(candidates) <= 4 + 8
     # Expected appearances per batch: 4 rows x 1/50 each, plus 8 uniform draws of 50.
     torch.testing.assert_close(
@@ -69,8 +71,8 @@ def test_sampled_candidates_hold_each_rows_movie_at_its_target():
     )
     everything = {"user_id": torch.tensor([1]), "movie_id": torch.tensor([6])}
     RankingExamples(HISTORIES, 0.0, popularity).add(everything, torch.tensor([6]), movies)
-    assert everything["ranking_target"].tolist() == [6]
-    torch.testing.assert_close(everything["candidate_features"], movies["features"])
+    assert everything["movie_index"].tolist() == [6]
+    torch.testing.assert_close(everything["features"], movies["features"])
     assert "ranking_log_q" not in everything
 
 
@@ -88,7 +90,7 @@ def test_only_candidate_movies_are_candidates(negatives):
         examples.add(batch, rows, movies)
         drawn = batch["candidate_movie_id"]
         assert not (drawn % 5 == 0).any()
-        assert drawn[batch["ranking_target"]].tolist() == rows.tolist()
+        assert drawn[batch["movie_index"]].tolist() == rows.tolist()
         assert len(drawn) == (40 if negatives is None else len(set(drawn.tolist())))
     if negatives:  # the draws are uniform over the 40 candidates
         log_q = batch["ranking_log_q"]
@@ -104,14 +106,15 @@ def test_short_histories_keep_one_to_short_max_of_the_users_other_movies():
     movies = _movies(31)
     short = {"user_id": users, "movie_id": rows}
     RankingExamples(many, 0.5, popularity, short_share=1.0, short_max=3).add(short, rows, movies)
-    kept = short["history_weights"].view(len(users), 30)
-    assert set(kept.sum(1).tolist()) == {1.0, 2.0, 3.0}  # each count drawn, exactly kept
-    own = short["history"].view(len(users), 30) == rows[:, None]
-    assert not (kept.bool() & own).any()  # the row's own movie is never kept
+    counts = torch.diff(short["history_offsets"], append=torch.tensor([len(short["history"])]))
+    assert set(counts.tolist()) == {1, 2, 3}  # each count drawn, exactly kept
+    bag = torch.repeat_interleave(torch.arange(len(users)), counts)
+    assert not (short["history"] == rows[bag]).any()  # the row's own movie is never kept
+    pairs = set(zip(bag.tolist(), short["history"].tolist(), strict=True))
+    assert len(pairs) == len(bag)  # no movie twice in a bag
     full = {"user_id": users, "movie_id": rows}
     RankingExamples(many, 0.5, popularity, short_share=0.0).add(full, rows, movies)
-    counts = full["history_weights"].view(len(users), 30).sum(1)
-    assert abs(float(counts.mean()) - 29 * 0.5) < 0.5  # no limit: only the dropout
+    assert abs(len(full["history"]) / len(users) - 29 * 0.5) < 0.5  # no limit: only the dropout
 
 
 def test_a_hidden_user_has_an_empty_bag_and_the_bag_leaves_out_the_movie_before_its_id_hides():
@@ -130,7 +133,7 @@ def test_a_hidden_user_has_an_empty_bag_and_the_bag_leaves_out_the_movie_before_
     shown = TensorBatches(ratings, {"movie_id": 0.999}, movies, RankingExamples(
         HISTORIES, 0.0, popularity))  # fmt: skip
     batch = shown.__getitems__([0, 1])
-    assert batch["history_weights"].tolist() == [1.0, 0.0, 0.0, 1.0]  # 6 for user 1, 4 for 2
+    assert batch["history"].tolist() == [4, 5]  # 6 left out for user 1, 4 for user 2
     assert "history" not in data.all()  # evaluation rows carry no ranking inputs
 
 

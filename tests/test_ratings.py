@@ -25,6 +25,7 @@ from movrec.data.vocab import UNKNOWN_ID_INDEX
 from movrec.errors import UserError
 from movrec.evaluation.baselines import fit_biases, score_predictions
 from movrec.models.metrics import ranking_at_k
+from movrec.models.regressor import RatingRegressor
 
 FEATURES = {"numeric": True, "categorical": True, "credits": True, "vote_average": True}
 SYNTHETIC = {"n_movies": 400, "seed": 0}
@@ -119,6 +120,20 @@ def test_one_example_per_rating_with_user_and_movie_inputs(dm):
     # TMDb's vote_average is a movie feature here: the target is the user's rating.
     assert "num:vote_average" in dm.preprocessing.features.names
     assert dm.preprocessing.target_mean == pytest.approx(dm.frames["train"]["rating"].mean())
+
+
+def test_a_batch_holds_each_distinct_movie_once_and_predicts_as_rows_do(dm):
+    """Loader batches carry each distinct movie's inputs once and a per-row index into them;
+    the network's predictions equal those from a row-per-rating batch."""
+    batch = next(iter(dm.val_dataloader()))
+    rows = dm.tensors["val"]["movie_row"][: len(batch["rating"])]
+    assert len(batch["title"]) == len(rows.unique()) < len(rows)
+    assert torch.equal(batch["title"][batch["movie_index"]], dm.movie_tensors["title"][rows])
+    per_row = dm.dataset("val").gather(torch.arange(len(rows)), distinct=False)
+    assert "movie_index" not in per_row
+    model = RatingRegressor(dm.model_sizes(), net={"hidden_sizes": [8]}).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch), model(per_row))
 
 
 def _cold_items(**options) -> RatingsDataModule:

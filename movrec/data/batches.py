@@ -15,12 +15,13 @@ class TensorBatches(torch.utils.data.Dataset):
 
     ``__getitems__`` lets the DataLoader fetch a batch with one tensor index per key instead
     of collating 64 single rows. With ``movies`` (one row per movie), each example's
-    ``movie_row`` gathers that movie's tensors per batch, so a rating costs a few ints, not a
-    copy of its movie. During training a share of ids (``unknown_rates``, e.g.
-    ``{"movie_id": 0.1}``) is replaced by the unknown index, so the unknown embedding that
-    unseen movies (or users) get at test time is a learned one. The ranking candidates' ids
-    hide at the same rate: a movie no one rated is ranked by its content, so content alone
-    must compete with the ids of known movies, as a watched movie too.
+    ``movie_row`` names its movie, so a rating costs a few ints, not a copy of its movie, and
+    a batch holds each of its distinct movies once. During training a share of ids
+    (``unknown_rates``, e.g. ``{"movie_id": 0.1}``) is replaced by the unknown index, so the
+    unknown embedding that unseen movies (or users) get at test time is a learned one. The
+    ranking candidates' ids hide at the same rate: a movie no one rated is ranked by its
+    content, so content alone must compete with the ids of known movies, as a watched movie
+    too.
     """
 
     def __init__(
@@ -44,11 +45,22 @@ class TensorBatches(torch.utils.data.Dataset):
         return len(next(iter(self.tensors.values())))
 
     def __getitems__(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.gather(torch.as_tensor(indices, dtype=torch.long))
+
+    def gather(self, index: torch.Tensor, distinct: bool = True) -> dict[str, torch.Tensor]:
+        """The examples at ``index``. With ``distinct``, each distinct movie's tensors come
+        once and ``movie_index`` points each row at its movie (for a network that also
+        ranks, the distinct movies are its candidates); else every row carries its own."""
         batch = {k: v[index] for k, v in self.tensors.items()}
+        rows = None
         if self.movies is not None:
             rows = batch.pop("movie_row")
-            batch = {**{k: v[rows] for k, v in self.movies.items()}, **batch}
+            batch["movie_id"] = self.movies["movie_id"][rows]
+            if not distinct:
+                batch.update({k: v[rows] for k, v in self.movies.items()})
+            elif self.ranking is None:
+                movies, batch["movie_index"] = torch.unique(rows, return_inverse=True)
+                batch.update({k: v[movies] for k, v in self.movies.items() if k != "movie_id"})
         rates = dict(self.unknown_rates)
         if self.ranking is not None:  # a hidden user's bag is empty; the bag leaves out its
             # row's own movie by id, before that id may be hidden
@@ -62,15 +74,15 @@ class TensorBatches(torch.utils.data.Dataset):
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {k: v[index] for k, v in self.__getitems__([index]).items()}
+        return {k: v[0] for k, v in self.gather(torch.tensor([index]), distinct=False).items()}
 
     def all(self) -> dict[str, torch.Tensor]:
-        """Every example at once (no unknown-id replacement, no ranking inputs: for evaluation
-        and baselines)."""
+        """Every example at once, a row each (no unknown-id replacement, no ranking inputs:
+        for evaluation and baselines)."""
         saved = self.unknown_rates, self.ranking
         self.unknown_rates, self.ranking = {}, None
         try:
-            return self.__getitems__(torch.arange(len(self)))
+            return self.gather(torch.arange(len(self)), distinct=False)
         finally:
             self.unknown_rates, self.ranking = saved
 

@@ -38,9 +38,10 @@ class Histories:
         dropout: float = 0.0,
         keep: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The bags of ``users`` as EmbeddingBag inputs: flat ids, offsets, per-id weights
-        (0 for ``leave_out``, each row's own movie, for dropped ids, and past ``keep``: per
-        bag, how many of its remaining ids stay, drawn at random)."""
+        """The bags of ``users`` as EmbeddingBag inputs: flat ids, offsets, per-id weights.
+        Left out: each row's own movie (``leave_out``), a random share ``dropout``, and past
+        ``keep`` (per bag, how many of its remaining ids stay, drawn at random); what is left
+        out is not in the bags at all, so the bag sums cost what they keep."""
         start, stop = self.indptr[users], self.indptr[users + 1]
         length = stop - start
         offsets = torch.cumsum(length, 0) - length
@@ -53,14 +54,30 @@ class Histories:
             weights[flat == leave_out[bag]] = 0.0
         if dropout:
             weights[torch.rand(total) < dropout] = 0.0
-        if keep is not None:  # a random order within each bag, its remaining ids first
-            order = torch.argsort(
-                bag + torch.rand(total, dtype=torch.double) * 0.5 + (weights == 0) * 0.5
-            )
-            rank = torch.empty_like(order)
-            rank[order] = torch.arange(total)
-            weights[rank - offsets[bag] >= keep[bag]] = 0.0
+        if keep is not None:
+            _keep_at_most(weights, bag, keep, length)
+        kept = weights > 0
+        if not bool(kept.all()):
+            flat, weights, bag = flat[kept], weights[kept], bag[kept]
+            length = torch.bincount(bag, minlength=len(users))
+            offsets = torch.cumsum(length, 0) - length
         return {"history": flat, "history_offsets": offsets, "history_weights": weights}
+
+
+def _keep_at_most(
+    weights: torch.Tensor, bag: torch.Tensor, keep: torch.Tensor, length: torch.Tensor
+) -> None:
+    """Zero the weights of each bag past ``keep[bag]`` of its nonzero ones, in a random
+    order; only the bags that can lose an id are sorted."""
+    entries = torch.nonzero(keep[bag] < length[bag]).squeeze(1)
+    if not len(entries):
+        return
+    bags = bag[entries]  # ascending: bags are contiguous runs
+    noise = torch.rand(len(entries), dtype=torch.double) * 0.5 + (weights[entries] == 0) * 0.5
+    order = torch.argsort(bags + noise)  # a random order within each bag, nonzero ids first
+    sorted_bags = bags[order]
+    rank = torch.arange(len(entries)) - torch.searchsorted(sorted_bags, sorted_bags)
+    weights[entries[order[rank >= keep[sorted_bags]]]] = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,8 +85,9 @@ class RankingExamples:
     """What a training batch needs for the ranking loss, beside its rating rows: each row's
     user bag (its own movie left out, ``dropout`` of it dropped; for a share ``short_share``
     of rows, only 1 to ``short_max`` movies kept, so new users' few likes are trained on) and
-    the candidate movies the row's movie is to be found among (``candidate_*``), with the
-    index of each row's movie there (``ranking_target``).
+    the candidate movies the row's movie is to be found among: the batch's distinct movies
+    (their tensors, ids as ``candidate_movie_id``), with each row's index there
+    (``movie_index``).
 
     ``negatives`` None: every ``candidates`` movie is one (an exact softmax). Otherwise the
     batch's own movies plus ``negatives`` drawn uniformly from those, with the log of how
@@ -107,12 +125,14 @@ class RankingExamples:
         if self.negatives is None or self.negatives >= len(pool):
             if not self._pool_movies:
                 self._pool_movies.update({k: v[pool] for k, v in movies.items()})
-            batch.update({"candidate_" + k: v for k, v in self._pool_movies.items()})
-            batch["ranking_target"] = self.pool_position[rows]
+            candidates = self._pool_movies
+            batch["movie_index"] = self.pool_position[rows]
         else:
             drawn = pool[torch.randint(len(pool), (self.negatives,))]
-            candidates, target = torch.unique(torch.cat([rows, drawn]), return_inverse=True)
-            batch["ranking_target"] = target[: len(rows)]
-            expected = len(rows) * self.popularity[candidates] + self.negatives / len(pool)
+            unique, target = torch.unique(torch.cat([rows, drawn]), return_inverse=True)
+            batch["movie_index"] = target[: len(rows)]
+            expected = len(rows) * self.popularity[unique] + self.negatives / len(pool)
             batch["ranking_log_q"] = expected.log()
-            batch.update({"candidate_" + k: v[candidates] for k, v in movies.items()})
+            candidates = {k: v[unique] for k, v in movies.items()}
+        batch.update({k: v for k, v in candidates.items() if k != "movie_id"})
+        batch["candidate_movie_id"] = candidates["movie_id"]

@@ -112,9 +112,12 @@ class RatingRegressor(QuickHookName, L.LightningModule):
     def movie_representation(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net.movie_representation(batch)
 
-    def members(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unclipped ratings, one column per head when the network has several."""
-        return self.target_mean + self.target_std * self.net(batch)
+    def members(
+        self, batch: dict[str, torch.Tensor], movie: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Unclipped ratings, one column per head when the network has several (``movie``:
+        the rows' encodings, when already made)."""
+        return self.target_mean + self.target_std * self.net(batch, movie)
 
     @staticmethod
     def heads_mean(outputs: torch.Tensor) -> torch.Tensor:
@@ -170,35 +173,41 @@ class RatingRegressor(QuickHookName, L.LightningModule):
             return logits
         return logits + mix * (ratings - self.target_mean.cpu()) / self.target_std.cpu()
 
-    def ranking_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def ranking_loss(
+        self, batch: dict[str, torch.Tensor], content: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Softmax cross-entropy of each rating row's movie among the batch's candidate movies,
         given the user's other watched movies; rows rated below the relevance threshold
-        weigh ``unliked_weight`` (watched, but not what the lists should find)."""
-        if "history" not in batch:
-            raise UserError(
-                "model.net.ranking_dim > 0 learns from what users watched: set data.ranking "
-                "(experiment=recommend does)"
-            )
-        ranking = self.net.ranking
+        weigh ``unliked_weight`` (watched, but not what the lists should find). The batch's
+        distinct movies are the candidates; ``content``: their encoders' outputs, when made."""
+        ranking, encoder = self.net.ranking, self.net.movie
         users = ranking.users(batch["history"], batch["history_offsets"], batch["history_weights"])
-        prefix = "candidate_"
-        candidates = {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
-        movies = ranking.movies(self.net.movie(candidates), candidates["movie_id"])
-        logits = ranking.scores(users, movies)
+        content = encoder.content(batch) if content is None else content
+        ids = batch["candidate_movie_id"]
+        logits = ranking.scores(users, ranking.movies(encoder.encode(ids, content), ids))
         if "ranking_log_q" in batch:
             logits = logits - batch["ranking_log_q"]
-        losses = F.cross_entropy(logits, batch["ranking_target"], reduction="none")
+        losses = F.cross_entropy(logits, batch["movie_index"], reduction="none")
         liked = batch["rating"] >= self.hparams.relevance_threshold
         weights = torch.where(liked, 1.0, self.hparams.unliked_weight)
         return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
 
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(3, device=self.device)  # squared, abs error; ranking
-        self._train_count = 0  # a Python int: a tensor made from it each step is a host-to-
-        # device copy, which waits for the GPU (25M-ratings epoch: 0.69x the bare loop's speed)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        members = self.members(batch)
+    def training_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss to minimise, the rows' predicted ratings (detached) and the ranking loss
+        (detached; 0 without the ranking part). The movie towers run once per distinct movie,
+        and the rating rows and the ranking candidates share that pass."""
+        movie = content = None
+        if self.ranks:
+            if "history" not in batch:
+                raise UserError(
+                    "model.net.ranking_dim > 0 learns from what users watched: set data.ranking "
+                    "(experiment=recommend does)"
+                )
+            content = self.net.movie.content(batch)
+            movie = self.net.movie.encode(batch["movie_id"], content[batch["movie_index"]])
+        members = self.members(batch, movie)
         if members.dim() == 2:  # each head learns on its own: the sum of their losses
             # (a mean would scale each head's gradient by 1/heads against the optimiser's
             # weight decay, which then dominates: heads=32 learned nothing at decay 0.01)
@@ -206,17 +215,28 @@ class RatingRegressor(QuickHookName, L.LightningModule):
             loss = F.mse_loss(members, target, reduction="none").mean(0).sum()
             pred = members.detach().mean(-1)
         else:
-            pred = members
-            loss = F.mse_loss(pred, batch["rating"])
-        ranked = self.ranking_loss(batch) if self.ranks else loss.new_zeros(())
+            pred = members.detach()
+            loss = F.mse_loss(members, batch["rating"])
+        if not self.ranks:
+            return loss, pred, loss.new_zeros(())
+        ranked = self.ranking_loss(batch, content)
+        return loss + self.hparams.ranking_weight * ranked, pred, ranked.detach()
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(3, device=self.device)  # squared, abs error; ranking
+        self._train_count = 0  # a Python int: a tensor made from it each step is a host-to-
+        # device copy, which waits for the GPU (25M-ratings epoch: 0.69x the bare loop's speed)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, pred, ranked = self.training_loss(batch)
         # Epoch sums instead of per-step self.log / metric calls, which cost more than the step.
         with torch.no_grad():
             error = pred - batch["rating"]
             self._train_sums += torch.stack(
-                [error.square().sum(), error.abs().sum(), ranked.detach() * len(error)]
+                [error.square().sum(), error.abs().sum(), ranked * len(error)]
             )
         self._train_count += len(error)
-        return loss + self.hparams.ranking_weight * ranked if self.ranks else loss
+        return loss
 
     def on_train_epoch_end(self) -> None:
         sums = torch.cat([self._train_sums, self._train_sums.new_tensor([self._train_count])])

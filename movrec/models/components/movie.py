@@ -53,9 +53,24 @@ class MovieEncoder(nn.Module):
         self.width = id_dim + self.title.width + width
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each row's encoding. A batch with ``movie_index`` holds each distinct movie's
+        inputs once (title, features, tags) and, per row, its movie's index among them: the
+        towers then run once per movie, not once per rating."""
+        content = self.content(batch)
+        if "movie_index" in batch:
+            content = content[batch["movie_index"]]
+        return self.encode(batch.get("movie_id"), content)
+
+    def encode(self, ids: torch.Tensor | None, content: torch.Tensor) -> torch.Tensor:
+        """Encodings of aligned ids and :meth:`content` rows (an id may be the unknown one
+        while its movie's content is known)."""
+        if self.ids is None:
+            return content
+        return torch.cat([self.ids(ids), content], dim=1)
+
+    def content(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The title, feature and tag towers' outputs for the batch's movie inputs."""
         parts = [self.title(batch["title"])]
-        if self.ids is not None:
-            parts.insert(0, self.ids(batch["movie_id"]))
         if self.features is not None:
             parts.append(self.features(batch["features"]))
         if self.tags is not None:

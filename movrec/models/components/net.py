@@ -84,9 +84,12 @@ class RatingNet(nn.Module):
     def title(self) -> TitleEncoder:
         return self.movie.title
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scores, shape (batch,); with ``heads > 1``, one column per head (batch, heads)."""
-        movie = self.movie(batch)
+    def forward(
+        self, batch: dict[str, torch.Tensor], movie: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores, shape (batch,); with ``heads > 1``, one column per head (batch, heads).
+        ``movie``: the rows' movie encodings when the caller has them already."""
+        movie = self.movie(batch) if movie is None else movie
         if self.users is None:
             return self.head(movie).squeeze(-1)
         users = batch["user_id"]
