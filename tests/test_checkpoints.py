@@ -17,6 +17,7 @@ from movrec.run import fit_and_test, fit_or_test
 from movrec.serving.checkpoint import (
     SEAL,
     Checkpoint,
+    checksum,
     latest_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -144,6 +145,29 @@ def test_damaged_checkpoints_are_refused_in_one_line(run, tmp_path, capsys):
         assert err.startswith("movrec: error:") and str(path) in err and err.count("\n") == 1
         with pytest.raises(UserError):
             fit_or_test(make_cfg(tmp_path, *RECOMMEND, f"ckpt_path={path}"))
+
+
+def test_a_changed_word_or_id_in_a_vocabulary_breaks_the_seal_and_older_seals_still_read(
+    run, tmp_path
+):
+    """Lists of strings or integers are hashed whole (seal format 2); a checkpoint sealed
+    item by item (format 1, movrec before) still reads."""
+    raw = torch.load(run[0]["checkpoint"], weights_only=True)
+    content = {k: v for k, v in raw.items() if k != SEAL}
+    state = content["RatingsDataModule"]["preprocessing"]
+    assert raw[SEAL]["format"] == 2
+    for path, changed in (("titles", "words"), ("movie_ids", "ids")):
+        tampered = torch.load(run[0]["checkpoint"], weights_only=True)
+        values = tampered["RatingsDataModule"]["preprocessing"][path][changed]
+        values[1] = values[0]
+        torch.save(tampered, tmp_path / "tampered.ckpt")
+        with pytest.raises(UserError, match="do not match its checksum"):
+            read_checkpoint(tmp_path / "tampered.ckpt")
+    assert state["titles"]["words"] and state["movie_ids"]["ids"]
+    older = {**content, SEAL: {"format": 1, "checksum": checksum(content, 1)}}
+    assert checksum(content, 1) != checksum(content, 2)
+    torch.save(older, tmp_path / "older.ckpt")
+    assert read_checkpoint(tmp_path / "older.ckpt").keys() == content.keys()
 
 
 def test_a_write_that_fails_leaves_no_file_under_the_final_name(run, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -33,20 +34,39 @@ from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import OPTIMIZERS, SCHEDULERS, RatingRegressor
 
 SEAL = "movrec_seal"  # {"format": 1, "checksum": sha256 of everything else}
-FORMAT = 1
+FORMAT = 2  # 2: lists of only strings or only integers are hashed whole (1: item by item)
 TRUST_HINT = "pass --trust-checkpoint (train.py: trust_checkpoint=true) only for a file you trust"
 
 
-def checksum(value: Any) -> str:
-    """SHA-256 over the checkpoint's content in a canonical form. It also proves the content
-    is plain: anything but tensors, containers, strings, numbers and the data sources is a
-    bug in what movrec saves (a TypeError here, not a checkpoint that cannot be read)."""
+def checksum(value: Any, form: int = FORMAT) -> str:
+    """SHA-256 over the checkpoint's content in a canonical form (that of seal format
+    ``form``). It also proves the content is plain: anything but tensors, containers,
+    strings, numbers and the data sources is a bug in what movrec saves (a TypeError here,
+    not a checkpoint that cannot be read)."""
     digest = hashlib.sha256()
-    _update(digest, value)
+    _update(digest, value, form >= 2)
     return digest.hexdigest()
 
 
-def _update(digest: Any, value: Any) -> None:
+def _whole(items: list | tuple) -> bytes | None:
+    """A list of only strings or only integers as one byte string (a vocabulary of thousands
+    of words is hashed in one call, not thousands: the checkpoint of every epoch pays it)."""
+    if not items:
+        return None
+    kind = type(items[0])
+    if kind not in (str, int) or not all(type(item) is kind for item in items):
+        return None
+    if kind is str:
+        encoded = [item.encode() for item in items]
+        lengths = np.fromiter(map(len, encoded), dtype="<u8", count=len(encoded))
+        return b"s" + lengths.tobytes() + b"".join(encoded)
+    try:
+        return b"i" + np.array(items, dtype="<i8").tobytes()
+    except OverflowError:
+        return None
+
+
+def _update(digest: Any, value: Any, whole_lists: bool = True) -> None:
     def tag(kind: bytes, payload: bytes = b"") -> None:
         digest.update(kind + struct.pack("<Q", len(payload)) + payload)
 
@@ -58,12 +78,16 @@ def _update(digest: Any, value: Any) -> None:
     elif isinstance(value, dict):
         tag(b"D", str(len(value)).encode())
         for key, item in value.items():
-            _update(digest, key)
-            _update(digest, item)
+            _update(digest, key, whole_lists)
+            _update(digest, item, whole_lists)
     elif isinstance(value, list | tuple):
         tag(b"L" if isinstance(value, list) else b"U", str(len(value)).encode())
+        packed = _whole(value) if whole_lists else None
+        if packed is not None:
+            digest.update(packed)
+            return
         for item in value:
-            _update(digest, item)
+            _update(digest, item, whole_lists)
     elif isinstance(value, str):
         tag(b"S", value.encode())
     elif isinstance(value, bool) or value is None:
@@ -74,7 +98,7 @@ def _update(digest: Any, value: Any) -> None:
         tag(b"F", value.hex().encode())
     elif isinstance(value, SOURCES) and is_dataclass(value):  # registered safe by torch
         tag(b"C", type(value).__qualname__.encode())
-        _update(digest, {f.name: getattr(value, f.name) for f in fields(value)})
+        _update(digest, {f.name: getattr(value, f.name) for f in fields(value)}, whole_lists)
     else:
         raise TypeError(f"not a plain checkpoint value: {type(value).__qualname__}")
 
@@ -122,7 +146,7 @@ def read_checkpoint(
         raise UserError(f"{path}: no movrec checksum (an older or foreign file); {TRUST_HINT}")
     content = {k: v for k, v in raw.items() if k != SEAL}
     try:
-        intact = checksum(content) == seal["checksum"]
+        intact = checksum(content, seal.get("format", 1)) == seal["checksum"]
     except TypeError:
         intact = False
     if not intact:
