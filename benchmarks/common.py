@@ -46,10 +46,11 @@ def bare_loop_seconds(model, datamodule, device: torch.device, epochs: int, vali
     """Seconds per epoch of the bare loop (and, with ``validate``, a pass over validation)."""
     model.to(device)
     optimizer = model.configure_optimizers()
+    batches = datamodule.train_batches(device)  # on the device once, as Lightning's are
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
-        bare_training_epoch(model, optimizer, datamodule.train_dataloader(), device)
+        bare_training_epoch(model, optimizer, batches, device)
         if validate:
             model.eval()
             with torch.no_grad():

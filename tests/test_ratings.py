@@ -297,3 +297,33 @@ def test_ranking_metrics_equal_torchmetrics_and_skip_users_without_a_liked_movie
         ("ndcg@10", RetrievalNormalizedDCG(**options)),
     ):
         assert float(got[name]) == pytest.approx(float(metric(scores, relevant, users)), rel=1e-5)
+
+
+def test_training_batches_are_one_seeded_permutation_per_epoch_shared_exactly_by_ranks(
+    dm, monkeypatch
+):
+    """Each rank takes its own share of one permutation drawn from the seed and the epoch:
+    together the ranks see every example once (the last ones repeated to even the shares)."""
+    monkeypatch.setattr(dm, "unknown_rates", dict)  # every id shown: a rating is (user, movie)
+    n = len(dm.tensors["train"]["rating"])
+    ids = dm.movie_tensors["movie_id"][dm.tensors["train"]["movie_row"]]
+    keys = dm.tensors["train"]["user_key"] * 100_000 + ids
+    assert len(keys.unique()) == n
+
+    def epoch_keys(rank: int, world: int, epoch: int) -> list[int]:
+        batches = dm.train_batches(rank=rank, world=world)
+        batches.epoch = lambda: epoch
+        assert len(batches) == len(list(batches))
+        return [k for b in batches for k in (b["user_key"] * 100_000 + b["movie_id"]).tolist()]
+
+    shares = [epoch_keys(rank, 3, epoch=1) for rank in range(3)]
+    assert len({len(share) for share in shares}) == 1  # equal shares
+    together = sum(shares, [])
+    assert set(together) == set(keys.tolist()) and len(together) - n == -n % 3
+    assert epoch_keys(0, 1, epoch=1) == epoch_keys(0, 1, epoch=1) != epoch_keys(0, 1, epoch=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_batches_are_gathered_on_the_training_device(dm):
+    batch = next(iter(dm.train_batches("cuda")))
+    assert all(tensor.is_cuda for tensor in batch.values())

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from movrec.data.batches import TensorBatches, whole_batch
+from movrec.data.batches import EpochBatches, TensorBatches, whole_batch
 from movrec.data.feature_spec import FeatureSpec
 from movrec.data.glove import WordVectors, embedding_matrix
 from movrec.data.preprocessing import Preprocessing
@@ -114,18 +114,34 @@ class FittedDataModule(L.LightningDataModule):
         """Share of each id input replaced by the unknown index in training batches."""
         return {"movie_id": self.hparams.unknown_id_rate}
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int, rates=None) -> DataLoader:
-        dataset = self.dataset(split, rates)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=whole_batch)
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        dataset = self.dataset(split)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=whole_batch)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.hparams.batch_size, self.unknown_rates())
+    def train_batches(
+        self, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+    ) -> EpochBatches:
+        """Training batches drawn on ``device`` (rank ``rank`` of ``world`` processes), the
+        epoch's permutation seeded by the process's torch seed and the trainer's epoch."""
+        examples = self.dataset("train", self.unknown_rates()).to(torch.device(device))
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return EpochBatches(
+            examples, self.hparams.batch_size, torch.initial_seed(), epoch, rank, world
+        )
+
+    def train_dataloader(self) -> EpochBatches:
+        trainer = self.trainer
+        if trainer is None:
+            return self.train_batches()
+        return self.train_batches(
+            trainer.strategy.root_device, trainer.global_rank, trainer.world_size
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.hparams.eval_batch_size)
+        return self._loader("val", self.hparams.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.hparams.eval_batch_size)
+        return self._loader("test", self.hparams.eval_batch_size)
 
     def transfer_batch_to_device(
         self, batch: dict[str, torch.Tensor], device: torch.device, dataloader_idx: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -73,6 +73,16 @@ class TensorBatches(torch.utils.data.Dataset):
                 batch["candidate_" + key] = hide(batch["candidate_" + key], rate)
         return batch
 
+    def to(self, device: torch.device) -> TensorBatches:
+        """The same examples, every tensor on ``device`` (batches are then gathered there)."""
+        moved = TensorBatches(
+            {k: v.to(device) for k, v in self.tensors.items()},
+            movies={k: v.to(device) for k, v in self.movies.items()} if self.movies else None,
+            ranking=self.ranking.to(device) if self.ranking is not None else None,
+        )
+        moved.unknown_rates = dict(self.unknown_rates)
+        return moved
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.gather(torch.tensor([index]), distinct=False).items()}
 
@@ -87,9 +97,51 @@ class TensorBatches(torch.utils.data.Dataset):
             self.unknown_rates, self.ranking = saved
 
 
+class EpochBatches:
+    """Training batches drawn where the model trains: the examples' tensors move to the
+    device once, each epoch is one permutation made there, and a batch is an index gather
+    there, with no per-batch work on the host and no per-batch copy to the device.
+
+    The permutation is seeded by ``seed`` and the epoch (``epoch()``), so every DDP rank draws
+    the same one and takes its own share of it (``rank``-th of every ``world`` examples, the
+    last ones repeated so ranks have equal shares, as torch's DistributedSampler does), and a
+    resumed fit draws the epoch it stopped in. Lightning runs it as any iterable of batches.
+    """
+
+    def __init__(
+        self,
+        examples: TensorBatches,
+        batch_size: int,
+        seed: int,
+        epoch: Callable[[], int] | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.examples, self.batch_size, self.seed = examples, batch_size, seed
+        self.rank, self.world = rank, world
+        self.share = -(-len(examples) // world)  # each rank's examples per epoch
+        self.epochs = 0  # epochs begun, the epoch without ``epoch``
+        self.epoch = epoch or (lambda: self.epochs)
+
+    def __len__(self) -> int:
+        return -(-self.share // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        device = next(iter(self.examples.tensors.values())).device
+        generator = torch.Generator(device=device).manual_seed(self.seed + self.epoch())
+        self.epochs += 1
+        order = torch.randperm(len(self.examples), generator=generator, device=device)
+        padding = self.share * self.world - len(order)
+        if padding:
+            order = torch.cat([order, order.repeat(-(-padding // len(order)))[:padding]])
+        mine = order[self.rank :: self.world]
+        for start in range(0, len(mine), self.batch_size):
+            yield self.examples.gather(mine[start : start + self.batch_size])
+
+
 def hide(ids: torch.Tensor, rate: float) -> torch.Tensor:
     """``ids`` with a random share ``rate`` replaced by the unknown index."""
-    return ids.masked_fill(torch.rand(ids.shape) < rate, UNKNOWN_ID_INDEX)
+    return ids.masked_fill(torch.rand(ids.shape, device=ids.device) < rate, UNKNOWN_ID_INDEX)
 
 
 def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ each bag is dropped, so that short histories (new users) are part of training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ class Histories:
 
     indptr: torch.Tensor  # (users + 1,)
     items: torch.Tensor  # (watched,)
+
+    def to(self, device: torch.device) -> Histories:
+        return Histories(self.indptr.to(device), self.items.to(device))
 
     @classmethod
     def build(cls, users: np.ndarray, items: np.ndarray, n_users: int) -> Histories:
@@ -42,18 +45,21 @@ class Histories:
         Left out: each row's own movie (``leave_out``), a random share ``dropout``, and past
         ``keep`` (per bag, how many of its remaining ids stay, drawn at random); what is left
         out is not in the bags at all, so the bag sums cost what they keep."""
+        device = self.items.device
         start, stop = self.indptr[users], self.indptr[users + 1]
         length = stop - start
         offsets = torch.cumsum(length, 0) - length
         total = int(length.sum())
         position = torch.repeat_interleave(start - offsets, length, output_size=total)
-        flat = self.items[position + torch.arange(total)]
-        weights = torch.ones(total)
-        bag = torch.repeat_interleave(torch.arange(len(users)), length, output_size=total)
+        flat = self.items[position + torch.arange(total, device=device)]
+        weights = torch.ones(total, device=device)
+        bag = torch.repeat_interleave(
+            torch.arange(len(users), device=device), length, output_size=total
+        )
         if leave_out is not None:
             weights[flat == leave_out[bag]] = 0.0
         if dropout:
-            weights[torch.rand(total) < dropout] = 0.0
+            weights[torch.rand(total, device=device) < dropout] = 0.0
         if keep is not None:
             _keep_at_most(weights, bag, keep, length)
         kept = weights > 0
@@ -73,10 +79,12 @@ def _keep_at_most(
     if not len(entries):
         return
     bags = bag[entries]  # ascending: bags are contiguous runs
-    noise = torch.rand(len(entries), dtype=torch.double) * 0.5 + (weights[entries] == 0) * 0.5
+    draws = torch.rand(len(entries), dtype=torch.double, device=bag.device)
+    noise = draws * 0.5 + (weights[entries] == 0) * 0.5
     order = torch.argsort(bags + noise)  # a random order within each bag, nonzero ids first
     sorted_bags = bags[order]
-    rank = torch.arange(len(entries)) - torch.searchsorted(sorted_bags, sorted_bags)
+    rank = torch.arange(len(entries), device=bag.device)
+    rank -= torch.searchsorted(sorted_bags, sorted_bags)
     weights[entries[order[rank >= keep[sorted_bags]]]] = 0.0
 
 
@@ -104,21 +112,29 @@ class RankingExamples:
     short_max: int = 10
 
     def __post_init__(self) -> None:
-        every = torch.ones(len(self.popularity), dtype=torch.bool)
+        device = self.popularity.device
+        every = torch.ones(len(self.popularity), dtype=torch.bool, device=device)
         pool = torch.nonzero(every if self.candidates is None else self.candidates).squeeze(1)
-        position = torch.full((len(self.popularity),), -1, dtype=torch.long)
-        position[pool] = torch.arange(len(pool))
+        position = torch.full((len(self.popularity),), -1, dtype=torch.long, device=device)
+        position[pool] = torch.arange(len(pool), device=device)
         object.__setattr__(self, "pool", pool)
         object.__setattr__(self, "pool_position", position)
         object.__setattr__(self, "_pool_movies", {})  # the exact softmax's candidates, once
+
+    def to(self, device: torch.device) -> RankingExamples:
+        candidates = self.candidates.to(device) if self.candidates is not None else None
+        return replace(
+            self, histories=self.histories.to(device), popularity=self.popularity.to(device),
+            candidates=candidates,
+        )  # fmt: skip
 
     def add(
         self, batch: dict[str, torch.Tensor], rows: torch.Tensor, movies: dict[str, torch.Tensor]
     ) -> None:
         users, keep = batch["user_id"], None
         if self.short_share:  # these rows' bags keep 1 to short_max movies, as a new user's
-            short = torch.rand(len(users)) < self.short_share
-            limit = torch.randint(1, self.short_max + 1, (len(users),))
+            short = torch.rand(len(users), device=users.device) < self.short_share
+            limit = torch.randint(1, self.short_max + 1, (len(users),), device=users.device)
             keep = torch.where(short, limit, torch.iinfo(torch.long).max)
         batch.update(self.histories.bags(users, batch["movie_id"], self.dropout, keep))
         pool = self.pool
@@ -128,7 +144,7 @@ class RankingExamples:
             candidates = self._pool_movies
             batch["movie_index"] = self.pool_position[rows]
         else:
-            drawn = pool[torch.randint(len(pool), (self.negatives,))]
+            drawn = pool[torch.randint(len(pool), (self.negatives,), device=pool.device)]
             unique, target = torch.unique(torch.cat([rows, drawn]), return_inverse=True)
             batch["movie_index"] = target[: len(rows)]
             expected = len(rows) * self.popularity[unique] + self.negatives / len(pool)
