@@ -209,7 +209,7 @@ def test_planted_signal_separates_working_from_broken_models():
     for name, data in (("working", working), ("broken", broken)):
         torch.manual_seed(0)
         model = make_model(data, "random", True)
-        trainer = fit(model, data, epochs=4)
+        trainer = fit(model, data, epochs=8)  # R² 0.22-0.47 on seeds 0-5
         r2[name] = trainer.test(model, datamodule=data, verbose=False)[0]["test/r2"]
     assert r2["working"] > 0.1, r2
     assert r2["broken"] < 0.02, r2
