@@ -17,7 +17,13 @@ from movrec.data import (
     TmdbSynthetic,
     ratings_datamodule,
 )
-from movrec.data.movielens import join_ratings, make_movielens, read_movielens, write_movielens
+from movrec.data.movielens import (
+    _packed,
+    join_ratings,
+    make_movielens,
+    read_movielens,
+    write_movielens,
+)
 from movrec.data.splits import split_ratings
 from movrec.data.synthetic import make_tmdb
 from movrec.data.tmdb import CleaningReport
@@ -72,6 +78,29 @@ def test_join_counts_every_dropped_rating(movies):
     assert counts["ratings kept"] == len(joined) == len(ratings) - repeated
     assert not joined.duplicated(["user_id", "movie_id"]).any()
     assert set(joined["movie_id"]) <= set(pd.to_numeric(movies["id"]))
+
+
+def test_join_sorts_by_user_time_and_movie_id_and_keeps_the_latest_repeat():
+    """The reference order (user, timestamp, TMDb id) whatever order the catalogue is in, and
+    a repeated pair's latest rating; the packed sort keys hold past int64's range too."""
+    ratings = pd.DataFrame(
+        {
+            "userId": ["2", "1", "1", "1", "1"],
+            "movieId": ["3", "3", "1", "2", "3"],
+            "rating": ["1.0", "2.0", "3.0", "4.0", "5.0"],
+            "timestamp": ["9", "7", "7", "7", "8"],
+        }
+    )
+    links = pd.DataFrame({"movieId": ["1", "2", "3"], "tmdbId": ["30", "20", "10"]})
+    catalogue = pd.Series([30, 10, 20])  # neither by id nor by link
+    joined = join_ratings(ratings, links, catalogue, CleaningReport())
+    assert joined[["user_id", "movie_id", "timestamp"]].values.tolist() == [
+        [1, 20, 7], [1, 30, 7], [1, 10, 8], [2, 10, 9],
+    ]  # fmt: skip
+    assert joined["rating"].tolist() == [4.0, 3.0, 5.0, 1.0]  # (1, movie 3): the latest, 5
+    huge = np.array([0, 2**40, 0, 1]), np.array([5, 0, 5, 2**40])
+    packed = _packed(*huge)
+    assert packed[0] == packed[2] and packed[0] < packed[3] < packed[1]
 
 
 def test_missing_files_say_what_to_download(tmp_path, movies):

@@ -127,7 +127,7 @@ def join_ratings(
     # Sorted by user, then time, then movie. The rows are in time order here, so each time's
     # dense rank is a running count, and the three keys pack into one int64.
     stamp_rank = np.concatenate([[0], np.cumsum(np.diff(stamp) != 0)]) if len(stamp) else stamp
-    movie_rank = pd.Index(pd.unique(movie_ids.to_numpy(dtype=np.int64))).get_indexer(tmdb_id)
+    movie_rank = pd.Index(np.unique(movie_ids.to_numpy(dtype=np.int64))).get_indexer(tmdb_id)
     order = np.argsort(_packed(user, stamp_rank, movie_rank))
     return pd.DataFrame(
         {
@@ -140,18 +140,22 @@ def join_ratings(
 
 
 def _packed(*keys: np.ndarray) -> np.ndarray:
-    """One int64 per row that sorts as the rows' ``keys`` do, lexicographically; distinct
-    rows of keys pack into distinct values. Past int64's range: the ranks of ``np.lexsort``."""
+    """One int64 per row that sorts as the rows' ``keys`` do, lexicographically, and is equal
+    exactly for equal rows. Past int64's range: each row's dense rank in ``np.lexsort`` order."""
     offsets = [k - k.min() if len(k) else k for k in keys]
     sizes = [int(k.max()) + 1 if len(k) else 1 for k in offsets]
-    if np.prod([float(s) for s in sizes]) >= 2.0**62:
-        rank = np.empty(len(keys[0]), dtype=np.int64)
-        rank[np.lexsort(keys[::-1])] = np.arange(len(rank))
-        return rank
-    packed = np.zeros(len(keys[0]), dtype=np.int64)
-    for key, size in zip(offsets, sizes, strict=True):
-        packed = packed * size + key
-    return packed
+    if np.prod([float(s) for s in sizes]) < 2.0**62:
+        packed = np.zeros(len(keys[0]), dtype=np.int64)
+        for key, size in zip(offsets, sizes, strict=True):
+            packed = packed * size + key
+        return packed
+    order = np.lexsort(keys[::-1])
+    changed = np.zeros(len(order), dtype=np.int64)
+    for key in keys:
+        changed[1:] |= np.diff(key[order]) != 0
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.cumsum(changed)
+    return rank
 
 
 def _repeated(user: np.ndarray, movie: np.ndarray) -> np.ndarray:
