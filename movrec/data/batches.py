@@ -75,13 +75,12 @@ class TensorBatches(torch.utils.data.Dataset):
 
     def to(self, device: torch.device) -> TensorBatches:
         """The same examples, every tensor on ``device`` (batches are then gathered there)."""
-        moved = TensorBatches(
+        return TensorBatches(
             {k: v.to(device) for k, v in self.tensors.items()},
-            movies={k: v.to(device) for k, v in self.movies.items()} if self.movies else None,
-            ranking=self.ranking.to(device) if self.ranking is not None else None,
+            self.unknown_rates,
+            {k: v.to(device) for k, v in self.movies.items()} if self.movies else None,
+            self.ranking.to(device) if self.ranking is not None else None,
         )
-        moved.unknown_rates = dict(self.unknown_rates)
-        return moved
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.gather(torch.tensor([index]), distinct=False).items()}

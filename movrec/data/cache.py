@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +39,10 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def settings_key(settings: Any) -> str:
-    """The hash of plain settings (dataclasses by their fields), with the format and code."""
-
-    def plain(value: Any) -> Any:
-        if is_dataclass(value) and not isinstance(value, type):
-            return {"class": type(value).__qualname__, **asdict(value)}
-        return str(value)
-
+def settings_key(settings: dict[str, Any]) -> str:
+    """The hash of JSON-plain settings, with the entry format and the data code."""
     text = json.dumps(
-        {"format": FORMAT, "code": code_digest(), "settings": settings},
-        sort_keys=True,
-        default=plain,
+        {"format": FORMAT, "code": code_digest(), "settings": settings}, sort_keys=True
     )
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -173,16 +173,13 @@ class RatingRegressor(QuickHookName, L.LightningModule):
             return logits
         return logits + mix * (ratings - self.target_mean.cpu()) / self.target_std.cpu()
 
-    def ranking_loss(
-        self, batch: dict[str, torch.Tensor], content: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def ranking_loss(self, batch: dict[str, torch.Tensor], content: torch.Tensor) -> torch.Tensor:
         """Softmax cross-entropy of each rating row's movie among the batch's candidate movies,
         given the user's other watched movies; rows rated below the relevance threshold
         weigh ``unliked_weight`` (watched, but not what the lists should find). The batch's
-        distinct movies are the candidates; ``content``: their encoders' outputs, when made."""
+        distinct movies are the candidates; ``content``: their encoders' outputs."""
         ranking, encoder = self.net.ranking, self.net.movie
         users = ranking.users(batch["history"], batch["history_offsets"], batch["history_weights"])
-        content = encoder.content(batch) if content is None else content
         ids = batch["candidate_movie_id"]
         logits = ranking.scores(users, ranking.movies(encoder.encode(ids, content), ids))
         if "ranking_log_q" in batch:

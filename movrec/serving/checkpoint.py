@@ -33,7 +33,7 @@ from movrec.data.sources import SOURCES
 from movrec.errors import MissingFileError, UserError
 from movrec.models.regressor import OPTIMIZERS, SCHEDULERS, RatingRegressor
 
-SEAL = "movrec_seal"  # {"format": 1, "checksum": sha256 of everything else}
+SEAL = "movrec_seal"  # {"format": FORMAT, "checksum": sha256 of everything else}
 FORMAT = 2  # 2: lists of only strings or only integers are hashed whole (1: item by item)
 TRUST_HINT = "pass --trust-checkpoint (train.py: trust_checkpoint=true) only for a file you trust"
 

@@ -197,9 +197,9 @@ class Recommender:
         table["predicted_rating"] = model.clip(predicted[listed]).numpy()
         if not (ids != 0).any():
             return table.assign(because="")
-        every = self._batch(slice(None))
-        vectors, _ = ranking.movies(model.net.movie(every), every["movie_id"])
-        terms = ranking.history.weight[ids] @ vectors[listed].T  # (watched, listed)
+        chosen = self._batch(listed)
+        vectors, _ = ranking.movies(model.net.movie(chosen), chosen["movie_id"])
+        terms = ranking.history.weight[ids] @ vectors.T  # (watched, listed)
         terms[ids == 0] = float("-inf")
         return table.assign(because=[reasons[i] for i in terms.argmax(0).tolist()])
 
