@@ -14,7 +14,13 @@ from hydra.utils import instantiate
 from conftest import make_cfg, same_fit
 from movrec.data.movielens import make_movielens
 from movrec.data.preprocessing import Preprocessing
-from movrec.evaluation.fold_in import L2_GRID, RANKING_GRID, fold_in
+from movrec.evaluation.fold_in import (
+    L2_GRID,
+    RANKING_GRID,
+    FoldedUsers,
+    fold_in,
+    new_user_metrics,
+)
 from movrec.evaluation.results import format_fold_in
 from movrec.evaluation.topn import model_scores
 from movrec.run import fit_and_test, fit_or_test
@@ -314,6 +320,24 @@ def test_cold_users_are_folded_in_and_scored_beside_the_baselines(cold_users):
     assert float(row[1]) == pytest.approx(report["fold_in"]["rmse"], abs=1e-4)
     recent = next(line for line in table if line.startswith("recent popularity")).split()
     assert float(recent[2]) == pytest.approx(report["recent_popularity"]["full_ndcg@10"], abs=1e-4)
+
+
+def test_ranking_models_fold_in_without_a_popularity_search(cold_users, monkeypatch):
+    """Their lists add no popularity, so no weights are searched; the window is the first."""
+    checkpoint = Checkpoint(cold_users[0]["checkpoint"])
+    model, datamodule = checkpoint.model(), checkpoint.datamodule()
+    assert model.ranks
+
+    def searched(*args, **kwargs):
+        raise AssertionError("a ranking model's fold-in searched popularity weights")
+
+    monkeypatch.setattr(FoldedUsers, "best_ranking", searched)
+    report = new_user_metrics(model, datamodule, 5, settings={"l2": 1.0})
+    assert {k: report["chosen"][k] for k in RANKING_GRID} == {
+        "popularity_weight": 0.0, "recent_weight": 0.0,
+        "recent_years": RANKING_GRID["recent_years"][0],
+    }  # fmt: skip
+    assert report["chosen"]["l2"] == 1.0
 
 
 def test_retesting_a_cold_users_checkpoint_repeats_the_fold_in(cold_users, tmp_path):
