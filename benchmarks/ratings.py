@@ -30,12 +30,20 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
 
-class TrainingClock(L.Callback):
-    """Seconds of each epoch's training batches alone (validation excluded)."""
+def progress(message: str) -> None:
+    """A phase's figure as soon as it is measured: a run stopped by a time limit (the 25M
+    shape on a small CPU) still leaves what it got through."""
+    print(f"[bench] {message}", flush=True)
 
-    def __init__(self) -> None:
+
+class TrainingClock(L.Callback):
+    """Seconds of each epoch's training batches alone (validation excluded), each printed as
+    it ends with the ratings per second of ``rows`` training rows."""
+
+    def __init__(self, rows: int) -> None:
         self.seconds: list[float] = []
         self._start = 0.0
+        self.rows = rows
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -44,6 +52,9 @@ class TrainingClock(L.Callback):
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             synchronize(pl_module.device)
             self.seconds.append(time.perf_counter() - self._start)
+            seconds = self.seconds[-1]
+            progress(f"movrec epoch {len(self.seconds)}: {seconds:.1f} s, "
+                     f"{self.rows / seconds:,.0f} ratings/s")  # fmt: skip
 
 
 def ratings_benchmark(
@@ -77,15 +88,17 @@ def ratings_benchmark(
         build = time.perf_counter() - start
         out = {"shape": shape, "rows": datamodule.summary()["rows"], "data_build_seconds": build}
         out["peak_rss_gb_after_build"] = peak_rss_gb()
+        progress(f"data build {build:.1f} s, rows {out['rows']}")
         del datamodule
         gc.collect()
         start = time.perf_counter()
         datamodule = build_datamodule(cfg)
         out["data_build_cached_seconds"] = time.perf_counter() - start
+        progress(f"data build from the cache {out['data_build_cached_seconds']:.1f} s")
     train_rows = out["rows"]["train"]
 
     model, _ = build_model(cfg, datamodule)
-    clock = TrainingClock()
+    clock = TrainingClock(train_rows)
     trainer = build_trainer(cfg, callbacks=[clock], logger=False)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
@@ -100,6 +113,7 @@ def ratings_benchmark(
     device = trainer.strategy.root_device
     plain = bare_loop_seconds(model, datamodule, device, epochs, validate=False)
     out["plain_epoch_seconds"] = plain
+    progress(f"bare loop epochs {[round(x, 1) for x in plain]} s")
     out["plain_ratings_per_second"] = train_rows / statistics.median(plain)
     out["peak_rss_gb"] = peak_rss_gb()
     if device.type == "cuda":
