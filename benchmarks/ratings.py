@@ -51,10 +51,10 @@ class TrainingClock(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             synchronize(pl_module.device)
-            self.seconds.append(time.perf_counter() - self._start)
-            seconds = self.seconds[-1]
-            progress(f"movrec epoch {len(self.seconds)}: {seconds:.1f} s, "
-                     f"{self.rows / seconds:,.0f} ratings/s")  # fmt: skip
+            seconds = time.perf_counter() - self._start
+            self.seconds.append(seconds)
+            rate = self.rows / seconds
+            progress(f"movrec epoch {len(self.seconds)}: {seconds:.1f} s, {rate:,.0f} ratings/s")
 
 
 def ratings_benchmark(

@@ -99,6 +99,8 @@ RANKING_GRID = {
     "recent_years": (1.0, 2.0, 3.0, 5.0),
 }
 SETTINGS = ("l2", *RANKING_GRID)
+# What a ranking model's lists take of the grid: no popularity, the first window.
+NO_PRIOR = {"popularity_weight": 0.0, "recent_weight": 0.0, "recent_years": 1.0}
 
 
 def popularity_prior(
@@ -134,13 +136,9 @@ def new_user_metrics(
     context = CatalogueFoldIn(model, datamodule, seen, k, threshold, max_users)
     if settings["l2"] is None:
         settings["l2"] = min(L2_GRID, key=lambda c: context.fold(val, n, c).rmse())
-    if model.ranks:  # lists come from the ranking part alone: no popularity added to them,
-        # so there is nothing to search (the window is then only the recent-popularity row's)
-        settings.update(
-            {name: settings[name] or 0.0 for name in ("popularity_weight", "recent_weight")}
-        )
-        if settings["recent_years"] is None:
-            settings["recent_years"] = RANKING_GRID["recent_years"][0]
+    if model.ranks:  # lists come from the ranking part alone, with no popularity added:
+        # nothing to search (the window is then the recent-popularity row's alone)
+        settings.update({name: settings[name] or value for name, value in NO_PRIOR.items()})
     if any(settings[name] is None for name in RANKING_GRID):
         settings.update(context.fold(val, n, settings["l2"]).best_ranking(settings))
     out = context.fold(test, n, settings["l2"]).report(settings)
