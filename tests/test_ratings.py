@@ -18,14 +18,17 @@ from movrec.data import (
     ratings_datamodule,
 )
 from movrec.data.movielens import (
+    _draw,
     _packed,
+    _repeated,
+    _stable_order,
     join_ratings,
     make_movielens,
     read_movielens,
     write_movielens,
 )
 from movrec.data.splits import split_ratings
-from movrec.data.synthetic import make_tmdb
+from movrec.data.synthetic import _pick, make_tmdb
 from movrec.data.tmdb import CleaningReport
 from movrec.data.vocab import UNKNOWN_ID_INDEX
 from movrec.errors import UserError
@@ -101,6 +104,60 @@ def test_join_sorts_by_user_time_and_movie_id_and_keeps_the_latest_repeat():
     huge = np.array([0, 2**40, 0, 1]), np.array([5, 0, 5, 2**40])
     packed = _packed(*huge)
     assert packed[0] == packed[2] and packed[0] < packed[3] < packed[1]
+
+
+def test_join_equals_a_pandas_reference_on_messy_ratings():
+    """Repeats, ties of time, two MovieLens movies on one TMDb movie, unlinked and unknown
+    movies, in random file order: the rows a plain pandas join keeps, in its order."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 400))
+        ratings = pd.DataFrame(
+            {
+                "userId": rng.integers(1, 9, n),
+                "movieId": rng.integers(1, 16, n),
+                "rating": rng.choice([0.5, 3.0, 4.5, 5.0], n),
+                "timestamp": rng.integers(0, 12, n),
+            }
+        )
+        links = pd.DataFrame({"movieId": range(1, 15), "tmdbId": rng.integers(100, 110, 14)})
+        catalogue = pd.Series(rng.permutation(np.arange(100, 108)))
+        joined = join_ratings(ratings.copy(), links, catalogue, CleaningReport())
+
+        latest = ratings.sort_values("timestamp", kind="stable")
+        latest = latest.drop_duplicates(["userId", "movieId"], keep="last")
+        latest = latest.merge(links, on="movieId", sort=False)
+        latest = latest[latest["tmdbId"].isin(catalogue)]
+        latest = latest.drop_duplicates(["userId", "tmdbId"], keep="last")
+        expected = latest.sort_values(["userId", "timestamp", "tmdbId"])
+        assert (
+            joined.to_numpy().tolist()
+            == expected[["userId", "tmdbId", "rating", "timestamp"]].to_numpy().tolist()
+        )
+
+
+def test_join_and_generator_shortcuts_equal_numpy_and_pandas():
+    """The build's fast paths give numpy's and pandas' own answers, on each of their branches
+    (16-bit keys, keys packed with positions, keys too wide for that)."""
+    rng = np.random.default_rng(1)
+    for key in (
+        rng.integers(0, 7, 5000),
+        rng.integers(-(10**6), 10**6, 5000),
+        rng.integers(-(2**62), 2**62, 5000),
+        np.array([], dtype=np.int64),
+    ):
+        assert np.array_equal(_stable_order(key), np.argsort(key, kind="stable"))
+    user, movie = rng.integers(0, 30, 4000), rng.integers(0, 2**40, 4000) % 50
+    reference = pd.DataFrame({"u": user, "m": movie}).duplicated(keep="last").to_numpy()
+    assert np.array_equal(_repeated(user, movie), reference)
+    weights = rng.random(300)
+    drawn = _draw(np.random.default_rng(2), weights, 10_000)
+    expected = np.random.default_rng(2).choice(300, 10_000, p=weights / weights.sum())
+    assert np.array_equal(drawn, expected)
+    words = tuple(f"w{i}" for i in range(12))
+    ours, numpy = np.random.default_rng(3), np.random.default_rng(3)
+    for size, replace in ((None, True), (0, True), (3, True), (2, False), (12, False)):
+        assert np.array_equal(_pick(ours, words, size, replace), numpy.choice(words, size, replace))
 
 
 def test_missing_files_say_what_to_download(tmp_path, movies):

@@ -83,7 +83,12 @@ class PreparedData:
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".building-"))
         try:
             for name, frame in frames.items():
-                frame.to_parquet(staging / f"{name}.parquet")
+                # Plain columns: a third of the time to write and half to read (25 M ratings:
+                # 1 s, not 3), for about twice the bytes of compressed ones.
+                frame.to_parquet(
+                    staging / f"{name}.parquet",
+                    compression=None, use_dictionary=False, write_statistics=False,
+                )  # fmt: skip
             torch.save(tensors, staging / "tensors.pt")
             meta = {**meta, "format": FORMAT, "frames": list(frames)}
             (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))

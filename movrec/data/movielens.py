@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from movrec.data.cells import parse_names
 from movrec.data.tmdb import CleaningReport, find_table, read_table
@@ -96,12 +97,14 @@ def join_ratings(
     movie = ratings["movieId"].to_numpy(dtype=np.int64)
     rating = ratings["rating"].to_numpy(dtype=np.float32)
     stamp = ratings["timestamp"].to_numpy(dtype=np.int64)
-    order = np.argsort(stamp, kind="stable")  # "latest" is by timestamp, then file order
+    order = _stable_order(stamp)  # "latest" is by timestamp, then file order
     user, movie, rating, stamp = user[order], movie[order], rating[order], stamp[order]
 
-    def keep(bad: np.ndarray, what: str) -> np.ndarray:
-        report.add(f"ratings dropped: {what}", int(bad.sum()))
-        return ~bad
+    def keep(bad: np.ndarray, what: str) -> np.ndarray | slice:
+        """The rows to keep: every row (a view, not a copy of 25 M) when none is bad."""
+        dropped = int(bad.sum())
+        report.add(f"ratings dropped: {what}", dropped)
+        return ~bad if dropped else slice(None)
 
     kept = keep(_repeated(user, movie), "repeated (user, movie): latest kept")
     user, movie, rating, stamp = user[kept], movie[kept], rating[kept], stamp[kept]
@@ -116,19 +119,23 @@ def join_ratings(
     kept = keep(position < 0, "movie has no TMDb link")
     tmdb_id = tmdb.to_numpy()[position[kept]]
     user, rating, stamp = user[kept], rating[kept], stamp[kept]
-    kept = keep(
-        ~np.isin(tmdb_id, movie_ids.to_numpy(dtype=np.int64)), "movie not among the TMDb movies"
-    )
+    catalogue = pd.Index(np.unique(movie_ids.to_numpy(dtype=np.int64)))
+    movie_rank = catalogue.get_indexer(tmdb_id)
+    kept = keep(movie_rank < 0, "movie not among the TMDb movies")
     user, tmdb_id, rating, stamp = user[kept], tmdb_id[kept], rating[kept], stamp[kept]
+    movie_rank = movie_rank[kept]
     # Two MovieLens movies may link to one TMDb movie: keep a user's latest rating of it.
-    kept = keep(_repeated(user, tmdb_id), "two MovieLens movies on one TMDb movie: latest kept")
+    kept = keep(_repeated(user, movie_rank), "two MovieLens movies on one TMDb movie: latest kept")
     user, tmdb_id, rating, stamp = user[kept], tmdb_id[kept], rating[kept], stamp[kept]
+    movie_rank = movie_rank[kept]
     report.add("ratings kept", len(user))
     # Sorted by user, then time, then movie. The rows are in time order here, so each time's
-    # dense rank is a running count, and the three keys pack into one int64.
+    # dense rank is a running count, and the three keys pack into one int64. Sorted by user
+    # first (a user's rows stay in time order), only a user's ratings of one second are left
+    # out of order: the second sort is a pass over runs already in order.
     stamp_rank = np.concatenate([[0], np.cumsum(np.diff(stamp) != 0)]) if len(stamp) else stamp
-    movie_rank = pd.Index(np.unique(movie_ids.to_numpy(dtype=np.int64))).get_indexer(tmdb_id)
-    order = np.argsort(_packed(user, stamp_rank, movie_rank))
+    by_user = _stable_order(user)
+    order = by_user[np.argsort(_packed(user, stamp_rank, movie_rank)[by_user], kind="stable")]
     return pd.DataFrame(
         {
             "user_id": user[order],
@@ -158,9 +165,39 @@ def _packed(*keys: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _stable_order(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` of integer keys: where a key's range and a row's
+    position fit in one int64, a plain sort of them packed (25 M timestamps in 1 s, not 6)."""
+    n = len(key)
+    shift = max(n - 1, 1).bit_length()
+    low = int(key.min()) if n else 0
+    span = int(key.max()) - low if n else 0
+    if span < 1 << 16:  # numpy sorts 16-bit keys by radix
+        return np.argsort((key - low).astype(np.uint16), kind="stable")
+    if span >= 1 << (63 - shift):
+        return np.argsort(key, kind="stable")
+    packed = np.sort(((key - low) << shift) | np.arange(n, dtype=np.int64))
+    return packed & ((1 << shift) - 1)
+
+
 def _repeated(user: np.ndarray, movie: np.ndarray) -> np.ndarray:
     """Rows whose (user, movie) pair comes again later."""
-    return pd.Series(_packed(user, movie)).duplicated(keep="last").to_numpy()
+    key = _packed(user, movie)
+    order = _stable_order(key)  # a pair's rows side by side, in row order
+    grouped = key[order]
+    repeated = np.zeros(len(key), dtype=bool)
+    repeated[order[:-1][grouped[1:] == grouped[:-1]]] = True
+    return repeated
+
+
+def _draw(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:
+    """``size`` indices drawn with probabilities proportional to ``weights``: the draws of
+    ``rng.choice(len(weights), size, p=...)`` (uniforms through the cumulative weights), with
+    the search on torch's threads (25 M draws in 2.5 s, not 6)."""
+    cdf = (weights / weights.sum()).cumsum()
+    cdf /= cdf[-1]
+    uniform = torch.from_numpy(rng.random(size))
+    return torch.searchsorted(torch.from_numpy(cdf), uniform, right=True).numpy()
 
 
 def make_movielens(
@@ -203,17 +240,22 @@ def make_movielens(
     # are then dropped, so a user rates about `count` distinct movies).
     user = np.repeat(np.arange(n_users), counts)
     movie = np.empty(len(user), dtype=np.int64)
-    for genre in range(len(all_genres)):
-        rows = np.flatnonzero(favourite[user] == genre)
+    by_genre = _stable_order(favourite[user])  # each genre's rows, in row order
+    ends = np.cumsum(np.bincount(favourite[user], minlength=len(all_genres)))
+    for genre, rows in enumerate(np.split(by_genre, ends[:-1])):
         weights = popularity * np.where(has_genre[:, genre], 3.0, 1.0)
-        movie[rows] = rng.choice(n_movies, size=len(rows), p=weights / weights.sum())
-    _, first = np.unique(user * n_movies + movie, return_index=True)
-    first.sort()
+        movie[rows] = _draw(rng, weights, len(rows))
+    pair = user * n_movies + movie
+    order = _stable_order(pair)
+    grouped = pair[order]
+    first = np.sort(order[np.r_[True, grouped[1:] != grouped[:-1]]])  # each pair's first row
     user, movie = user[first], movie[first]
     likes = has_genre[movie, favourite[user]]
     noise_draw = rng.normal(0.0, noise, size=len(user))
     value = 3.2 + bias[user] + quality[movie] + 1.5 * likes - 0.5 + noise_draw
-    order = np.arange(len(user)) - np.searchsorted(user, user)  # k-th rating of its user
+    order = (
+        np.arange(len(user)) - np.searchsorted(user, np.arange(n_users))[user]
+    )  # k-th of its user
     ratings = pd.DataFrame(
         {
             "userId": user + 1,
