@@ -67,8 +67,8 @@ def test_sampled_candidates_hold_each_rows_movie_at_its_target():
     assert len(set(candidates.tolist())) == len(candidates) <= 4 + 8
     # Expected appearances per batch: 4 rows x 1/50 each, plus 8 uniform draws of 50.
     torch.testing.assert_close(
-        batch["ranking_log_q"], torch.full((len(candidates),), np.log(4 / 50 + 8 / 50)).double()
-    )
+        batch["ranking_log_q"], torch.full((len(candidates),), np.log(4 / 50 + 8 / 50)).float()
+    )  # float32, as the logits it corrects
     everything = {"user_id": torch.tensor([1]), "movie_id": torch.tensor([6])}
     RankingExamples(HISTORIES, 0.0, popularity).add(everything, torch.tensor([6]), movies)
     assert everything["movie_index"].tolist() == [6]

@@ -148,7 +148,7 @@ class RankingExamples:
             unique, target = torch.unique(torch.cat([rows, drawn]), return_inverse=True)
             batch["movie_index"] = target[: len(rows)]
             expected = len(rows) * self.popularity[unique] + self.negatives / len(pool)
-            batch["ranking_log_q"] = expected.log()
+            batch["ranking_log_q"] = expected.log().float()  # the logits stay float32
             candidates = {k: v[unique] for k, v in movies.items()}
         batch.update({k: v for k, v in candidates.items() if k != "movie_id"})
         batch["candidate_movie_id"] = candidates["movie_id"]

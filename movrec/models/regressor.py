@@ -181,9 +181,10 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         ranking, encoder = self.net.ranking, self.net.movie
         users = ranking.users(batch["history"], batch["history_offsets"], batch["history_weights"])
         ids = batch["candidate_movie_id"]
-        logits = ranking.scores(users, ranking.movies(encoder.encode(ids, content), ids))
-        if "ranking_log_q" in batch:
-            logits = logits - batch["ranking_log_q"]
+        vectors, bias = ranking.movies(encoder.encode(ids, content), ids)
+        if "ranking_log_q" in batch:  # corrected per candidate, not per (row, candidate) logit
+            bias = bias - batch["ranking_log_q"]
+        logits = ranking.scores(users, (vectors, bias))
         losses = F.cross_entropy(logits, batch["movie_index"], reduction="none")
         liked = batch["rating"] >= self.hparams.relevance_threshold
         weights = torch.where(liked, 1.0, self.hparams.unliked_weight)

@@ -47,4 +47,4 @@ class RankingTower(nn.Module):
     ) -> torch.Tensor:
         """(users, movies) logits."""
         vectors, bias = movies
-        return users @ vectors.T + bias
+        return torch.addmm(bias, users, vectors.T)  # the bias added in the product's pass
