@@ -180,13 +180,19 @@ def _stable_order(key: np.ndarray) -> np.ndarray:
     return packed & ((1 << shift) - 1)
 
 
+def _side_by_side(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows in stable key order (each key's rows side by side, in row order), and for each
+    but the last whether the next has the same key."""
+    order = _stable_order(key)
+    grouped = key[order]
+    return order, grouped[1:] == grouped[:-1]
+
+
 def _repeated(user: np.ndarray, movie: np.ndarray) -> np.ndarray:
     """Rows whose (user, movie) pair comes again later."""
-    key = _packed(user, movie)
-    order = _stable_order(key)  # a pair's rows side by side, in row order
-    grouped = key[order]
-    repeated = np.zeros(len(key), dtype=bool)
-    repeated[order[:-1][grouped[1:] == grouped[:-1]]] = True
+    order, same_next = _side_by_side(_packed(user, movie))
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[order[:-1][same_next]] = True
     return repeated
 
 
@@ -245,17 +251,16 @@ def make_movielens(
     for genre, rows in enumerate(np.split(by_genre, ends[:-1])):
         weights = popularity * np.where(has_genre[:, genre], 3.0, 1.0)
         movie[rows] = _draw(rng, weights, len(rows))
-    pair = user * n_movies + movie
-    order = _stable_order(pair)
-    grouped = pair[order]
-    first = np.sort(order[np.r_[True, grouped[1:] != grouped[:-1]]])  # each pair's first row
+    order, same_next = _side_by_side(user * n_movies + movie)
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = ~same_next
+    first = np.sort(order[starts])  # each pair's first row
     user, movie = user[first], movie[first]
     likes = has_genre[movie, favourite[user]]
     noise_draw = rng.normal(0.0, noise, size=len(user))
     value = 3.2 + bias[user] + quality[movie] + 1.5 * likes - 0.5 + noise_draw
-    order = (
-        np.arange(len(user)) - np.searchsorted(user, np.arange(n_users))[user]
-    )  # k-th of its user
+    first_row = np.searchsorted(user, np.arange(n_users))  # of each user
+    order = np.arange(len(user)) - first_row[user]  # k-th rating of its user
     ratings = pd.DataFrame(
         {
             "userId": user + 1,
