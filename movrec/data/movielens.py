@@ -246,8 +246,9 @@ def make_movielens(
     # are then dropped, so a user rates about `count` distinct movies).
     user = np.repeat(np.arange(n_users), counts)
     movie = np.empty(len(user), dtype=np.int64)
-    by_genre = _stable_order(favourite[user])  # each genre's rows, in row order
-    ends = np.cumsum(np.bincount(favourite[user], minlength=len(all_genres)))
+    loved = favourite[user]  # each row's user's genre
+    by_genre = _stable_order(loved)  # each genre's rows, in row order
+    ends = np.cumsum(np.bincount(loved, minlength=len(all_genres)))
     for genre, rows in enumerate(np.split(by_genre, ends[:-1])):
         weights = popularity * np.where(has_genre[:, genre], 3.0, 1.0)
         movie[rows] = _draw(rng, weights, len(rows))

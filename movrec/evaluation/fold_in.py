@@ -100,7 +100,10 @@ RANKING_GRID = {
 }
 SETTINGS = ("l2", *RANKING_GRID)
 # What a ranking model's lists take of the grid: no popularity, the first window.
-NO_PRIOR = {"popularity_weight": 0.0, "recent_weight": 0.0, "recent_years": 1.0}
+NO_PRIOR = {
+    "popularity_weight": 0.0, "recent_weight": 0.0,
+    "recent_years": RANKING_GRID["recent_years"][0],
+}  # fmt: skip
 
 
 def popularity_prior(
