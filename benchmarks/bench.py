@@ -34,6 +34,7 @@ from benchmarks.common import QUIET, ROOT, bare_loop_seconds, compose_cfg
 from benchmarks.ratings import RATINGS_SHAPES, print_ratings, ratings_benchmark
 from movrec.console import silence_known_noise
 from movrec.run import build_datamodule, build_model, fit_and_test
+from movrec.threads import available_cores, use_threads
 
 VARIANTS = ("deep", "glove", "finetuned_glove")
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     silence_known_noise()
+    use_threads(available_cores())  # as a run does: all cores, denormals flushed
     extra = ([f"trainer={args.trainer}"] if args.trainer else []) + args.overrides
     if args.ratings:
         if args.experiment not in (None, "recommend"):

@@ -50,7 +50,14 @@ def thread_share(threads: int | None, cores: int, jobs: int) -> int:
 
 def use_threads(threads: int) -> threadpool_limits:
     """Hold torch, BLAS and OpenMP in this process to ``threads`` (the BLAS and OpenMP limits
-    are undone by the returned object's ``restore_original_limits``)."""
+    are undone by the returned object's ``restore_original_limits``), and flush denormals.
+
+    Denormal floats (below 1.2e-38 in float32) take a slow path in every CPU operation. Weights
+    that only weight decay moves and Adam's averages of gradients that stopped sink into that
+    range, so without this an ``experiment=recommend`` epoch took 36 s by the 15th epoch
+    instead of 21 s. A thread inherits the setting from the thread that starts it, so it is
+    set before torch's thread pool starts (a run calls this first)."""
+    torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
     log.info("%d thread(s) per library in this process", threads)
     return threadpool_limits(limits=threads)
