@@ -136,3 +136,9 @@ def test_paper_experiment_reads_titles_as_the_papers_code(cfg_factory, model, en
     assert cfg.data.title_encoding == encoding
     assert cfg.data.merge_on == "title" and cfg.data.validate_on == "test"
     assert cfg.callbacks.early_stopping is None and cfg.trainer.max_epochs == 10
+
+
+def test_paper_experiment_writes_only_the_tested_epochs_checkpoint(cfg_factory):
+    cfg = cfg_factory("experiment=paper", "model=deep", "trainer.max_epochs=4")
+    checkpoint = instantiate(cfg.callbacks.model_checkpoint)
+    assert checkpoint.monitor is None and checkpoint._every_n_epochs == 4
