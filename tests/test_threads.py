@@ -51,9 +51,11 @@ def test_use_threads_flushes_denormals():
     torch.set_flush_denormal(False)  # as a fresh process starts (other tests call use_threads)
     denormal = torch.tensor([1e-39])  # under float32's smallest normal number, 1.2e-38
     assert float(denormal * 1.0) != 0.0
+    before = torch.get_num_threads()
     limits = use_threads(1)
     try:
         assert float(denormal * 1.0) == 0.0
     finally:
         torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
         limits.restore_original_limits()
