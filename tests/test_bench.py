@@ -17,4 +17,5 @@ def test_the_epoch_benchmark_times_movrec_beside_the_bare_loop(tmp_path):
     results = main([*arguments, "--out", str(out)])
     timing = results["seconds_per_epoch"]["deep"]
     assert len(timing["all"]) == 2 and timing["median"] > 0 and timing["plain_pytorch_median"] > 0
+    assert timing["as_run_median"] > 0
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))

@@ -90,7 +90,7 @@ def test_trainer_callbacks_logger_instantiate(cfg_factory, trainer):
         "EarlyStopping",
         "RunCheckpoint",
         "RichModelSummary",
-        "RichProgressBar",
+        "ProgressBar",
         "LearningCurves",
         "EmbeddingProjector",
     }
