@@ -21,6 +21,7 @@ from torchmetrics import MetricCollection
 
 from movrec.errors import UserError
 from movrec.models.components import RatingNet
+from movrec.models.losses import softmax_cross_entropy
 from movrec.models.metrics import RankingMetrics, regression_metrics
 from movrec.models.shortcuts import ExponentialMovingAverage, QuickHookName
 
@@ -185,7 +186,7 @@ class RatingRegressor(QuickHookName, L.LightningModule):
         if "ranking_log_q" in batch:  # corrected per candidate, not per (row, candidate) logit
             bias = bias - batch["ranking_log_q"]
         logits = ranking.scores(users, (vectors, bias))
-        losses = F.cross_entropy(logits, batch["movie_index"], reduction="none")
+        losses = softmax_cross_entropy(logits, batch["movie_index"])
         liked = batch["rating"] >= self.hparams.relevance_threshold
         weights = torch.where(liked, 1.0, self.hparams.unliked_weight)
         return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
