@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             seconds = epoch_seconds(variant, data, args.epochs, Path(tmp) / variant)
-            as_run = epoch_seconds(variant, data, args.epochs, Path(tmp) / f"{variant}-run", False)
+            as_run = epoch_seconds(
+                variant, data, args.epochs, Path(tmp) / f"{variant}-run", quiet=False
+            )
             plain = plain_loop_seconds(variant, data, args.epochs)
             results["seconds_per_epoch"][variant] = {
                 "median": statistics.median(seconds),

@@ -198,15 +198,14 @@ class RunCheckpoint(ModelCheckpoint):
 class ProgressBar(RichProgressBar):
     """Lightning's Rich progress bar, its training bar drawn at most ``refresh_rate`` times a
     second. Lightning's redraws it and reads every progress-bar metric after each batch; with
-    the paper's 3 ms batches on two cores that cost about a tenth of the epoch, since the
-    drawing also keeps torch's threads waiting. The bar shows every batch before validation
-    and at the epoch's end."""
+    the paper's 3 ms batches on two cores that cost about a tenth of the epoch, most of it in
+    the model's own forward and backward passes, which ran slower beside it. The bar shows
+    every batch before validation and at the epoch's end."""
 
     def __init__(self, refresh_rate: int = 4, **kwargs: Any) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self._drawn_at = -math.inf
         self._undrawn: tuple | None = None  # the last batch's hook arguments, if not drawn
-        self.draws = 0
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -217,7 +216,6 @@ class ProgressBar(RichProgressBar):
             self._undrawn = (outputs, batch, batch_idx)
             return
         self._drawn_at, self._undrawn = now, None
-        self.draws += 1
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _draw_undrawn(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
